@@ -1,0 +1,32 @@
+"""Model registry: ``build_model(arch, input_shape, num_classes, **options)``.
+
+Entries are lazy ``module:callable`` strings; each callable takes
+``(input_shape, num_classes, **options)`` and returns a :class:`TappedModel`.
+"""
+
+from __future__ import annotations
+
+from importlib import import_module
+
+from noisescope.models.base import TappedModel, WrappedModel, wrap_model
+
+REGISTRY: dict[str, str] = {
+    "mlp": "noisescope.models.mlp:build_mlp",
+    "mlp3": "noisescope.models.mlp:build_mlp3",
+    "mlp5": "noisescope.models.mlp:build_mlp5",
+    "mlp7": "noisescope.models.mlp:build_mlp7",
+}
+
+
+def build_model(
+    arch: str, input_shape: tuple[int, ...], num_classes: int, **options: object
+) -> TappedModel:
+    """Build a registered architecture for inputs of ``input_shape`` (no batch dim)."""
+    key = arch.lower()
+    if key not in REGISTRY:
+        raise ValueError(f"unknown model.arch {arch!r}; choose from {sorted(REGISTRY)}")
+    module, attr = REGISTRY[key].split(":")
+    return getattr(import_module(module), attr)(tuple(input_shape), num_classes, **options)
+
+
+__all__ = ["REGISTRY", "TappedModel", "WrappedModel", "build_model", "wrap_model"]

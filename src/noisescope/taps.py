@@ -1,0 +1,83 @@
+"""Forward hooks that capture tap outputs batch by batch, and always remove themselves.
+
+``capture(model, names)`` is a context manager giving a dict that the hooks fill on each
+forward pass with (B, F) flattened activations; ``iter_taps`` streams a whole tensor through
+the model in eval mode and yields ``(index_slice, logits, {tap: (B, F)})`` so probes can reduce
+activations on the fly without ever holding (N, F) for all N.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import torch
+from torch import nn
+
+from noisescope.models.base import TappedModel, _HeadInput
+
+
+def resolve_taps(model: TappedModel, names: list[str] | None = None) -> list[str]:
+    """Validate tap names against ``model.taps()``; None means every tap."""
+    available = list(model.taps())
+    if names is None:
+        return available
+    unknown = [n for n in names if n not in available]
+    if unknown:
+        raise ValueError(f"unknown tap(s) {unknown}; this model has taps {available}")
+    return list(names)
+
+
+@contextmanager
+def capture(model: TappedModel, names: list[str] | None = None) -> Iterator[dict[str, torch.Tensor]]:
+    """Register forward hooks on the named taps; yield the dict they fill; remove them.
+
+    After each forward pass ``out[name]`` holds that tap's output flattened to (B, F).
+    """
+    names = resolve_taps(model, names)
+    modules = model.taps()
+    out: dict[str, torch.Tensor] = {}
+    handles = []
+    try:
+        for name in names:
+            module = modules[name]
+            if isinstance(module, _HeadInput):
+                def pre_hook(_m: nn.Module, inp: tuple[torch.Tensor, ...], name: str = name) -> None:
+                    out[name] = inp[0].flatten(1)
+                handles.append(module.target.register_forward_pre_hook(pre_hook))
+            else:
+                def hook(_m: nn.Module, _inp: object, output: torch.Tensor, name: str = name) -> None:
+                    out[name] = output.flatten(1)
+                handles.append(module.register_forward_hook(hook))
+        yield out
+    finally:
+        for h in handles:
+            h.remove()
+
+
+@torch.no_grad()
+def iter_taps(
+    model: TappedModel,
+    x: torch.Tensor,
+    names: list[str] | None = None,
+    batch_size: int = 1024,
+    device: torch.device | str | None = None,
+) -> Iterator[tuple[slice, torch.Tensor, dict[str, torch.Tensor]]]:
+    """Stream ``x`` (N, ...) through ``model`` in eval mode, yielding per batch
+    ``(slice into x, logits (B, C), {tap: activations (B, F)})``.
+
+    The model's train/eval mode is restored afterwards. Activations live on ``device``
+    (default: the model's device) and are only valid until the next iteration.
+    """
+    device = device or next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    try:
+        with capture(model, names) as acts:
+            for start in range(0, len(x), batch_size):
+                sl = slice(start, min(start + batch_size, len(x)))
+                xb = x[sl].to(device, non_blocking=True)
+                logits = model(xb)
+                yield sl, logits, dict(acts)
+    finally:
+        model.train(was_training)
