@@ -1,0 +1,28 @@
+"""The ``noisescope`` command line. Each command group lives in its own module with a
+``register(app)`` function; this file only assembles them."""
+
+from __future__ import annotations
+
+from importlib import import_module
+from importlib.util import find_spec
+
+import typer
+
+app = typer.Typer(
+    name="noisescope",
+    help="Train on noisy labels, see where the noise is memorized, repair by spectral truncation.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+# one module per command group: noisescope.cli.<name>.register(app)
+COMMAND_MODULES = ["run", "spectral", "signals", "sweep", "report"]
+
+for _name in COMMAND_MODULES:
+    if find_spec(f"noisescope.cli.{_name}") is not None:
+        import_module(f"noisescope.cli.{_name}").register(app)
+
+
+def main() -> None:
+    app()
