@@ -1,0 +1,28 @@
+"""noisescope: train on noisy labels, see where the noise is memorized, repair by spectral
+truncation. See MISSION.md for the science and docs/architecture.md for the module map."""
+
+from __future__ import annotations
+
+__version__ = "0.1.0"
+
+__all__ = ["__version__", "load_run", "load_config", "run_experiment"]
+
+
+def __getattr__(name: str):  # lazy: keep `import noisescope` cheap
+    if name == "load_run":
+        from noisescope.run import load_run
+
+        return load_run
+    if name == "load_config":
+        from noisescope.config import load_config
+
+        return load_config
+    if name == "run_experiment":
+        from noisescope.experiment import run_experiment
+
+        return run_experiment
+    if name == "load_sweep":
+        from noisescope.sweep import load_sweep
+
+        return load_sweep
+    raise AttributeError(f"module 'noisescope' has no attribute {name!r}")

@@ -1,0 +1,162 @@
+"""``noisescope run``, ``noisescope demo`` and ``noisescope runs``."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Table
+
+from noisescope.config import Config, ConfigError, load_config
+from noisescope.train import EpochReport
+
+console = Console()
+err_console = Console(stderr=True)
+
+
+def fail(message: str, code: int = 2) -> None:
+    """Print one line to stderr and exit with ``code``."""
+    err_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    raise typer.Exit(code)
+
+
+def _fmt(v: float) -> str:
+    return "-" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.3f}"
+
+
+def execute(cfg: Config, quiet: bool = False) -> Path:
+    """Validate, train with a progress bar, print the summary table; return the run dir."""
+    from noisescope.experiment import prepare, run_experiment
+    from noisescope.run import load_run
+
+    try:
+        prepared = prepare(cfg)
+    except (ConfigError, FileNotFoundError) as exc:
+        fail(str(exc).splitlines()[0] if isinstance(exc, ConfigError) else str(exc))
+    d = prepared.data
+    console.print(
+        f"data [bold]{d.name}[/]: {len(d.x_train)} train / {len(d.x_val)} noisy-val / "
+        f"{len(d.x_test)} test, input {tuple(d.input_shape)}, {d.num_classes} classes; "
+        f"noise {cfg.noise.model} rate {cfg.noise.rate:g} (realized "
+        f"{float(d.noise_mask.float().mean()):.3f})"
+    )
+    console.print(f"model [bold]{cfg.model.arch}[/] {cfg.model.options} -> run {prepared.path}")
+    columns = [
+        TextColumn("[bold]epoch"), BarColumn(), MofNCompleteColumn(),
+        TextColumn("loss {task.fields[loss]}  clean {task.fields[clean]}  "
+                   "noisy(mem) {task.fields[noisy]}  test {task.fields[test]}"),
+        TimeRemainingColumn(),
+    ]
+    with Progress(*columns, console=console, disable=quiet) as progress:
+        task = progress.add_task("train", total=cfg.train.epochs, loss="-", clean="-", noisy="-", test="-")
+
+        def on_epoch(r: EpochReport) -> None:
+            acc = {row.subset: row.value for row in r.rows if row.probe == "dynamics" and row.metric == "acc"}
+            fields = {"loss": _fmt(r.train_loss)}
+            if acc:
+                fields.update(clean=_fmt(acc.get("clean_train")), noisy=_fmt(acc.get("noisy_train_obs")),
+                              test=_fmt(acc.get("test")))
+            progress.update(task, completed=r.epoch, **fields)
+
+        try:
+            path = run_experiment(cfg, on_epoch=on_epoch, prepared=prepared)
+        except ConfigError as exc:
+            fail(str(exc))
+    print_summary(load_run(path).summary, title=str(path))
+    return path
+
+
+def print_summary(s: dict, title: str = "") -> None:
+    table = Table(title=title or "summary", show_header=True)
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    for key, value in s.items():
+        if key == "double_descent":
+            value = (
+                "none detected" if not value else
+                f"min@{value['first_min_epoch']} peak@{value['peak_epoch']} "
+                f"min@{value['second_min_epoch']} gain {value['gain']:.3f}"
+            )
+        elif isinstance(value, float):
+            value = f"{value:.4f}"
+        table.add_row(key, str(value))
+    console.print(table)
+
+
+def register(app: typer.Typer) -> None:
+    @app.command()
+    def run(
+        config: Annotated[str, typer.Argument(help="TOML config file or preset name")],
+        set_: Annotated[list[str] | None, typer.Option("--set", help="override: section.key=value")] = None,
+        quiet: Annotated[bool, typer.Option(help="no progress bar")] = False,
+    ) -> None:
+        """Train and probe one experiment; resumes an interrupted run with the same config."""
+        try:
+            cfg = load_config(config, set_ or [])
+        except ConfigError as exc:
+            fail(str(exc))
+        path = execute(cfg, quiet=quiet)
+        _figure(path)
+
+    @app.command()
+    def demo(
+        root: Annotated[str, typer.Option(help="where the run directory goes")] = "runs",
+        epochs: Annotated[int | None, typer.Option(help="override the preset's epochs")] = None,
+    ) -> None:
+        """The main job: memorization of 40% symmetric noise on Fashion-MNIST, with its figure."""
+        from noisescope.data import DatasetNotFoundError, load_dataset
+
+        preset = "fmnist_demo"
+        try:
+            load_dataset("fashion_mnist")
+        except (DatasetNotFoundError, FileNotFoundError) as exc:
+            console.print(f"[yellow]Fashion-MNIST not found[/] ({str(exc).splitlines()[0]})")
+            console.print("[yellow]-> using the synthetic spiked-covariance data instead "
+                          "(`apt-get install dataset-fashion-mnist` for the real thing)[/]")
+            preset = "synthetic_demo"
+        overrides = [f"run.root={root!r}"] + ([f"train.epochs={epochs}"] if epochs is not None else [])
+        cfg = load_config(preset, overrides)
+        console.print(f"[bold]noisescope demo[/]: preset [cyan]{preset}[/]")
+        path = execute(cfg)
+        fig = _figure(path)
+        console.print(f"figure: [bold]{fig}[/]")
+
+    @app.command()
+    def runs(root: Annotated[str, typer.Argument(help="directory holding runs")] = "runs") -> None:
+        """List runs with their headline numbers."""
+        from noisescope.run import load_run
+
+        dirs = sorted(p.parent for p in Path(root).glob("*/config.json"))
+        if not dirs:
+            fail(f"no runs under {root!r} (a run is a directory with config.json)", code=1)
+        table = Table(title=f"runs in {root}")
+        for col in ("run", "state", "epochs", "noise", "final test", "early-stop test",
+                    "memorized", "double descent"):
+            table.add_column(col)
+        for d in dirs:
+            r = load_run(d)
+            s = r.summary
+            dd = s.get("double_descent")
+            table.add_row(
+                d.name, r.status.get("state", "?"), str(r.status.get("epoch", "-")),
+                f"{r.config.noise.model} {r.config.noise.rate:g}",
+                _fmt(s.get("final_test_acc")), _fmt(s.get("early_stop_test_acc")),
+                _fmt(s.get("final_noisy_train_obs_acc")),
+                "yes" if dd else "no",
+            )
+        console.print(table)
+
+
+def _figure(path: Path) -> Path:
+    from noisescope.figures import plot_dynamics
+    from noisescope.run import load_run
+
+    run = load_run(path)
+    cfg = run.config
+    title = (f"{cfg.data.name}: {cfg.noise.model} noise {cfg.noise.rate:g}, {cfg.model.arch} "
+             f"{cfg.model.options}, {cfg.train.optimizer} lr {cfg.train.lr:g}")
+    return plot_dynamics(run.metrics, run.store.figure_dir / "dynamics.png", title=title)

@@ -1,0 +1,238 @@
+"""The run store: one directory per run, every file written atomically.
+
+Layout::
+
+    RUN/
+      config.json       the fully resolved config (Config.to_dict())
+      env.json          python / package versions, git commit, device, threads, start time
+      noise.json        the realized noise: model, params, rate, C x C transition counts
+      status.json       {"state": "running"|"complete"|"failed", "epoch": last finished epoch}
+      metrics.parquet   the tidy table of probes/base.py (epoch, probe, tap, subset, metric,
+                        index, value)
+      summary.json      headline numbers written when the run completes
+      checkpoints/
+        epoch_0000.safetensors   model weights at chosen epochs (state_dict)
+        resume.safetensors       model + optimizer state after the last finished epoch
+      figures/          PNGs
+
+A run killed at any moment resumes from ``resume.safetensors`` and loses at most the epoch
+in progress.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import subprocess
+import tempfile
+from collections.abc import Callable
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import torch
+from safetensors.torch import load_file, save_file
+
+from noisescope.probes.base import COLUMNS, DTYPES, Row, rows_to_frame
+
+
+def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
+    """Call ``write(tmp_path)`` then rename onto ``path`` (same directory, so atomic)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        write(Path(tmp))
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_json(path: Path, obj: Any) -> None:
+    atomic_write(path, lambda p: p.write_text(json.dumps(obj, indent=2, default=str) + "\n"))
+
+
+def read_json(path: Path) -> Any:
+    return json.loads(Path(path).read_text())
+
+
+def git_commit(start: Path | None = None) -> str:
+    """The commit of the git checkout holding ``start`` (default: this package), or 'unknown'."""
+    start = start or Path(__file__).resolve().parent
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=start, capture_output=True, text=True, timeout=5
+        )
+        commit = out.stdout.strip() if out.returncode == 0 else "unknown"
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=start, capture_output=True, text=True, timeout=5,
+        )
+        if commit != "unknown" and dirty.stdout.strip():
+            commit += "-dirty"
+        return commit
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def environment(device: torch.device | str = "cpu") -> dict[str, Any]:
+    """Versions, git commit and device of this process (for env.json)."""
+    import numpy
+    import sklearn
+
+    from noisescope import __version__
+
+    device = torch.device(device)
+    info: dict[str, Any] = {
+        "noisescope": __version__,
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "numpy": numpy.__version__,
+        "scikit-learn": sklearn.__version__,
+        "platform": platform.platform(),
+        "git_commit": git_commit(),
+        "device": str(device),
+        "torch_threads": torch.get_num_threads(),
+        "cpu_count": os.cpu_count(),
+        "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
+    if device.type == "cuda":
+        info["gpu"] = torch.cuda.get_device_name(device)
+    return info
+
+
+class RunStore:
+    """Reads and writes one run directory (see the module docstring for the layout)."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+
+    # -- plain files -------------------------------------------------------------------
+    @property
+    def checkpoint_dir(self) -> Path:
+        return self.path / "checkpoints"
+
+    @property
+    def figure_dir(self) -> Path:
+        return self.path / "figures"
+
+    def exists(self) -> bool:
+        return (self.path / "config.json").exists()
+
+    def write_json(self, name: str, obj: Any) -> None:
+        write_json(self.path / name, obj)
+
+    def read_json(self, name: str, default: Any = None) -> Any:
+        p = self.path / name
+        return read_json(p) if p.exists() else default
+
+    def status(self) -> dict[str, Any]:
+        return self.read_json("status.json", {"state": "missing", "epoch": -1})
+
+    def set_status(self, state: str, epoch: int, **extra: Any) -> None:
+        self.write_json("status.json", {"state": state, "epoch": int(epoch), **extra})
+
+    # -- metrics -----------------------------------------------------------------------
+    def metrics(self) -> pd.DataFrame:
+        p = self.path / "metrics.parquet"
+        if not p.exists():
+            return pd.DataFrame({c: pd.Series(dtype=DTYPES[c]) for c in COLUMNS})
+        return pd.read_parquet(p).astype(DTYPES)
+
+    def append_metrics(self, rows: list[Row]) -> None:
+        """Add rows; rewrites the Parquet file atomically (tables here are small)."""
+        if not rows:
+            return
+        frame = pd.concat([self.metrics(), rows_to_frame(rows)], ignore_index=True)
+        self._write_metrics(frame)
+
+    def truncate_metrics(self, after_epoch: int) -> None:
+        """Drop rows with epoch > after_epoch (used when resuming)."""
+        frame = self.metrics()
+        if len(frame) and int(frame["epoch"].max()) > after_epoch:
+            self._write_metrics(frame[frame["epoch"] <= after_epoch].reset_index(drop=True))
+
+    def _write_metrics(self, frame: pd.DataFrame) -> None:
+        atomic_write(self.path / "metrics.parquet", lambda p: frame.to_parquet(p, index=False))
+
+    # -- checkpoints -------------------------------------------------------------------
+    def save_weights(self, model: torch.nn.Module, epoch: int) -> Path:
+        path = self.checkpoint_dir / f"epoch_{epoch:04d}.safetensors"
+        state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
+        atomic_write(path, lambda p: save_file(state, str(p), metadata={"epoch": str(epoch)}))
+        return path
+
+    def checkpoints(self) -> dict[int, Path]:
+        """Epoch -> weights file, sorted by epoch."""
+        found = {
+            int(p.stem.split("_")[1]): p for p in self.checkpoint_dir.glob("epoch_*.safetensors")
+        }
+        return dict(sorted(found.items()))
+
+    def load_weights(self, model: torch.nn.Module, epoch: int) -> torch.nn.Module:
+        ckpts = self.checkpoints()
+        if epoch not in ckpts:
+            raise FileNotFoundError(
+                f"{self.path} has no checkpoint for epoch {epoch}; saved epochs: {list(ckpts)}"
+            )
+        model.load_state_dict(load_file(str(ckpts[epoch])))
+        return model
+
+    def save_resume(self, model: torch.nn.Module, optimizer: torch.optim.Optimizer, epoch: int) -> None:
+        """Model + optimizer state after ``epoch`` finished, as one safetensors file."""
+        tensors, meta = flatten_state(model, optimizer)
+        meta["epoch"] = str(epoch)
+        path = self.checkpoint_dir / "resume.safetensors"
+        atomic_write(path, lambda p: save_file(tensors, str(p), metadata=meta))
+
+    def load_resume(self, model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> int:
+        """Restore the resume state; returns the epoch it was saved after, or -1 if none."""
+        path = self.checkpoint_dir / "resume.safetensors"
+        if not path.exists():
+            return -1
+        from safetensors import safe_open
+
+        with safe_open(str(path), framework="pt") as f:
+            meta = f.metadata()
+        tensors = load_file(str(path))
+        unflatten_state(model, optimizer, tensors, meta)
+        return int(meta["epoch"])
+
+
+def flatten_state(
+    model: torch.nn.Module, optimizer: torch.optim.Optimizer
+) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """Model and optimizer state as flat tensors + string metadata (safetensors-compatible)."""
+    tensors = {f"model.{k}": v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
+    opt = optimizer.state_dict()
+    scalars: dict[str, dict[str, Any]] = {}
+    for pid, st in opt["state"].items():
+        for name, val in st.items():
+            if torch.is_tensor(val) and val.dim() > 0:
+                tensors[f"optim.{pid}.{name}"] = val.detach().contiguous().cpu()
+            else:
+                scalars.setdefault(str(pid), {})[name] = float(val)
+    meta = {"param_groups": json.dumps(opt["param_groups"]), "scalars": json.dumps(scalars)}
+    return tensors, meta
+
+
+def unflatten_state(
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    tensors: dict[str, torch.Tensor],
+    meta: dict[str, str],
+) -> None:
+    model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
+    state: dict[int, dict[str, Any]] = {}
+    for key, val in tensors.items():
+        if key.startswith("optim."):
+            _, pid, name = key.split(".", 2)
+            state.setdefault(int(pid), {})[name] = val
+    for pid, vals in json.loads(meta["scalars"]).items():
+        for name, v in vals.items():
+            state.setdefault(int(pid), {})[name] = torch.tensor(v)
+    optimizer.load_state_dict({"state": state, "param_groups": json.loads(meta["param_groups"])})

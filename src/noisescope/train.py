@@ -1,0 +1,162 @@
+"""The training loop: device-resident batches, probes on a schedule, resumable by epoch.
+
+Epoch numbering: "epoch e" is the state after e full passes; epoch 0 is the untrained control.
+After each finished epoch the loop (1) runs the probes scheduled for it, (2) appends their rows
+to the store, (3) saves the chosen checkpoints and the resume state. A run killed at any moment
+therefore resumes from the last finished epoch and recomputes at most the epoch in progress.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+
+from noisescope.config import TrainConfig
+from noisescope.data.base import NoisyDataset
+from noisescope.models.base import TappedModel
+from noisescope.pipeline import TensorPipeline
+from noisescope.probes.base import Probe, ProbeContext, Row
+from noisescope.schedule import lr_at
+from noisescope.store import RunStore
+
+
+def resolve_device(name: str = "auto") -> torch.device:
+    """``"auto"`` -> cuda if available, else cpu; otherwise ``torch.device(name)``."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def make_optimizer(params: object, cfg: TrainConfig) -> torch.optim.Optimizer:
+    """SGD (with momentum), Adam or AdamW from the config."""
+    name = cfg.optimizer.lower()
+    if name == "sgd":
+        return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+    if name == "adam":
+        return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    if name == "adamw":
+        return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    raise ValueError(f"train.optimizer: unknown optimizer {cfg.optimizer!r}")
+
+
+@dataclass
+class EpochReport:
+    """What the loop tells its caller after each finished epoch."""
+
+    epoch: int
+    train_loss: float
+    lr: float
+    rows: list[Row] = field(default_factory=list)
+
+
+def train_epoch(
+    model: TappedModel,
+    batches: TensorPipeline,
+    optimizer: torch.optim.Optimizer,
+    precision: str = "fp32",
+) -> float:
+    """One pass over ``batches``; returns the mean training loss (nats, observed labels).
+
+    The loss is accumulated on the device: one host sync per epoch, not per step.
+    """
+    model.train()
+    device = batches.device
+    total = torch.zeros((), device=device)
+    count = 0
+    use_bf16 = precision == "bf16"
+    for xb, yb, _idx in batches:
+        with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=use_bf16):
+            loss = F.cross_entropy(model(xb), yb)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        total += loss.detach().float() * len(yb)
+        count += len(yb)
+    return float(total) / max(count, 1)
+
+
+class Trainer:
+    """Trains ``model`` on ``data.x_train`` / ``data.y_train`` (observed labels).
+
+    Args:
+        model: a TappedModel.
+        data: the noisy dataset.
+        cfg: the [train] config section.
+        probes: probes to run at ``probe_at`` epochs.
+        probe_at: epochs (0..cfg.epochs) at which probes run.
+        store: run store for metrics, checkpoints and resume state (None: keep nothing).
+        checkpoint_at: epochs whose weights are kept as ``epoch_XXXX.safetensors``.
+        probe_batch_size: evaluation batch size.
+        on_epoch: called with an :class:`EpochReport` after every finished epoch.
+    """
+
+    def __init__(
+        self,
+        model: TappedModel,
+        data: NoisyDataset,
+        cfg: TrainConfig,
+        probes: list[Probe],
+        probe_at: list[int],
+        store: RunStore | None = None,
+        checkpoint_at: set[int] | None = None,
+        probe_batch_size: int = 2048,
+        on_epoch: Callable[[EpochReport], None] | None = None,
+    ) -> None:
+        self.cfg = cfg
+        self.device = resolve_device(cfg.device)
+        self.model = model.to(self.device)
+        self.data = data
+        self.probes = probes
+        self.probe_at = set(probe_at)
+        self.store = store
+        self.checkpoint_at = set(checkpoint_at or ())
+        self.probe_batch_size = probe_batch_size
+        self.on_epoch = on_epoch
+        self.optimizer = make_optimizer(self.model.parameters(), cfg)
+        self.batches = TensorPipeline(
+            data.x_train, data.y_train, cfg.batch_size, shuffle=True, seed=cfg.seed, device=self.device
+        )
+        self.probe_state: dict = {}
+
+    def run_probes(self, epoch: int) -> list[Row]:
+        ctx = ProbeContext(epoch=epoch, device=self.device, batch_size=self.probe_batch_size,
+                           state=self.probe_state)
+        rows: list[Row] = []
+        for probe in self.probes:
+            rows.extend(probe(self.model, self.data, ctx))
+        return rows
+
+    def _finish_epoch(self, epoch: int, train_loss: float, lr: float) -> None:
+        rows = self.run_probes(epoch) if epoch in self.probe_at else []
+        if self.store is not None:
+            self.store.append_metrics(rows)
+            self.store.append_metrics([Row(epoch, "train", "loss", train_loss, subset="train_running"),
+                                       Row(epoch, "train", "lr", lr)] if epoch > 0 else [])
+            if epoch in self.checkpoint_at:
+                self.store.save_weights(self.model, epoch)
+            self.store.save_resume(self.model, self.optimizer, epoch)
+            self.store.set_status("running", epoch)
+        if self.on_epoch is not None:
+            self.on_epoch(EpochReport(epoch, train_loss, lr, rows))
+
+    def fit(self) -> TappedModel:
+        """Train to ``cfg.epochs``, resuming from the store's resume state if present."""
+        done = -1
+        if self.store is not None:
+            done = self.store.load_resume(self.model, self.optimizer)
+            self.store.truncate_metrics(done)
+        if done < 0:
+            self._finish_epoch(0, float("nan"), 0.0)
+            done = 0
+        for epoch in range(done + 1, self.cfg.epochs + 1):
+            lr = lr_at(epoch - 1, self.cfg.lr, self.cfg.epochs, self.cfg.schedule, self.cfg.warmup_epochs)
+            for group in self.optimizer.param_groups:
+                group["lr"] = lr
+            torch.manual_seed(self.cfg.seed * 1_000_003 + epoch)  # dropout etc.: same on resume
+            self.batches.set_epoch(epoch)
+            loss = train_epoch(self.model, self.batches, self.optimizer, self.cfg.precision)
+            self._finish_epoch(epoch, loss, lr)
+        return self.model
