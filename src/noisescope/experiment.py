@@ -42,15 +42,17 @@ def run_path(cfg: Config) -> Path:
 
 
 def prepare_data(cfg: Config) -> NoisyDataset:
-    """Load the dataset, take the subset, split noisy validation, apply label noise."""
-    from noisescope.data import load_dataset, make_noisy_dataset
+    """Load the dataset, take the subset, split noisy validation, apply label noise, and
+    standardize the inputs to float32 with statistics of the training split (per channel for
+    images); the statistics are recorded in ``data.noise["normalizer"]``."""
+    from noisescope.data import load_dataset, make_noisy_dataset, normalize
 
     try:
-        dataset = load_dataset(cfg.data.name, **cfg.data.options)
+        dataset = load_dataset(cfg.data.name, seed=cfg.data.seed, **cfg.data.options)
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"data: {exc}") from None
     try:
-        return make_noisy_dataset(
+        noisy = make_noisy_dataset(
             dataset,
             noise=cfg.noise.model,
             rate=cfg.noise.rate,
@@ -62,6 +64,9 @@ def prepare_data(cfg: Config) -> NoisyDataset:
         )
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"noise: {exc}") from None
+    data, normalizer = normalize(noisy)
+    data.noise["normalizer"] = normalizer.to_dict()
+    return data
 
 
 def prepare_model(cfg: Config, data: NoisyDataset) -> TappedModel:

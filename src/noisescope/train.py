@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 import torch
 import torch.nn.functional as F
 
+from noisescope import accel
 from noisescope.config import TrainConfig
 from noisescope.data.base import NoisyDataset
 from noisescope.models.base import TappedModel
@@ -56,26 +57,27 @@ def train_epoch(
     model: TappedModel,
     batches: TensorPipeline,
     optimizer: torch.optim.Optimizer,
-    precision: str = "fp32",
+    plan: accel.AccelPlan | None = None,
+    step_fn: Callable[[torch.Tensor], torch.Tensor] | None = None,
 ) -> float:
     """One pass over ``batches``; returns the mean training loss (nats, observed labels).
 
-    The loss is accumulated on the device: one host sync per epoch, not per step.
+    ``plan`` switches on bf16 autocast where the device supports it; ``step_fn`` is the
+    (optionally compiled) forward used for training. The loss is accumulated on the device:
+    one host sync per epoch, not per step.
     """
     model.train()
-    device = batches.device
-    total = torch.zeros((), device=device)
-    count = 0
-    use_bf16 = precision == "bf16"
+    plan = plan or accel.AccelPlan(device=batches.device)
+    forward = step_fn or model
+    meter = accel.DeviceMean(batches.device)
     for xb, yb, _idx in batches:
-        with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=use_bf16):
-            loss = F.cross_entropy(model(xb), yb)
+        with accel.autocast(plan):
+            loss = F.cross_entropy(forward(xb), yb)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
-        total += loss.detach().float() * len(yb)
-        count += len(yb)
-    return float(total) / max(count, 1)
+        meter.add(loss.detach(), len(yb))
+    return meter.value()
 
 
 class Trainer:
@@ -107,7 +109,10 @@ class Trainer:
     ) -> None:
         self.cfg = cfg
         self.device = resolve_device(cfg.device)
-        self.model = model.to(self.device)
+        self.plan = accel.plan(self.device, precision=cfg.precision, compile=cfg.compile, model=model)
+        accel.configure_backends(self.plan)
+        self.model = accel.prepare_model(model.to(self.device), self.plan)
+        self.step_fn = accel.compiled(self.model, self.plan)
         self.data = data
         self.probes = probes
         self.probe_at = set(probe_at)
@@ -117,7 +122,8 @@ class Trainer:
         self.on_epoch = on_epoch
         self.optimizer = make_optimizer(self.model.parameters(), cfg)
         self.batches = TensorPipeline(
-            data.x_train, data.y_train, cfg.batch_size, shuffle=True, seed=cfg.seed, device=self.device
+            data.x_train, data.y_train, cfg.batch_size, shuffle=True, seed=cfg.seed, device=self.device,
+            augment=cfg.augment or None, channels_last=self.plan.channels_last,
         )
         self.probe_state: dict = {}
 
@@ -157,6 +163,6 @@ class Trainer:
                 group["lr"] = lr
             torch.manual_seed(self.cfg.seed * 1_000_003 + epoch)  # dropout etc.: same on resume
             self.batches.set_epoch(epoch)
-            loss = train_epoch(self.model, self.batches, self.optimizer, self.cfg.precision)
+            loss = train_epoch(self.model, self.batches, self.optimizer, self.plan, self.step_fn)
             self._finish_epoch(epoch, loss, lr)
         return self.model
