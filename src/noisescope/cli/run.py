@@ -52,7 +52,8 @@ def execute(cfg: Config, quiet: bool = False) -> Path:
                    "noisy(mem) {task.fields[noisy]}  test {task.fields[test]}"),
         TimeRemainingColumn(),
     ]
-    with Progress(*columns, console=console, disable=quiet) as progress:
+    log_every = max(1, cfg.train.epochs // 10)  # plain lines when stdout is not a terminal (CI, logs)
+    with Progress(*columns, console=console, disable=quiet or not console.is_terminal) as progress:
         task = progress.add_task("train", total=cfg.train.epochs, loss="-", clean="-", noisy="-", test="-")
 
         def on_epoch(r: EpochReport) -> None:
@@ -62,6 +63,9 @@ def execute(cfg: Config, quiet: bool = False) -> Path:
                 fields.update(clean=_fmt(acc.get("clean_train")), noisy=_fmt(acc.get("noisy_train_obs")),
                               test=_fmt(acc.get("test")))
             progress.update(task, completed=r.epoch, **fields)
+            if not console.is_terminal and not quiet and (r.epoch % log_every == 0 or r.epoch == cfg.train.epochs):
+                line = "  ".join(f"{k} {v}" for k, v in fields.items())
+                console.print(f"epoch {r.epoch}/{cfg.train.epochs}  {line}")
 
         try:
             path = run_experiment(cfg, on_epoch=on_epoch, prepared=prepared)
