@@ -19,7 +19,10 @@ class Dataset:
         num_classes: C.
         name: short identifier, e.g. ``"fashion_mnist"``.
         classes: optional class names, length C.
-        meta: free-form provenance (source path, licence, planted k*, ...).
+        meta: free-form, JSON-serializable provenance (source path, licence, planted k*, ...).
+        train_index: optional (N,) int64: row of each training sample in the source's full
+            training set (set by subsetting; ``None`` = identity). Label files (CIFAR-10N)
+            are indexed by it.
     """
 
     x_train: torch.Tensor
@@ -30,6 +33,7 @@ class Dataset:
     name: str
     classes: list[str] | None = None
     meta: dict = field(default_factory=dict)
+    train_index: torch.Tensor | None = None
 
     def __post_init__(self) -> None:
         if len(self.x_train) != len(self.y_train):
@@ -37,11 +41,20 @@ class Dataset:
                 f"x_train has {len(self.x_train)} rows but y_train has {len(self.y_train)}"
             )
         if len(self.x_test) != len(self.y_test):
-            raise ValueError(f"x_test has {len(self.x_test)} rows but y_test has {len(self.y_test)}")
+            raise ValueError(
+                f"x_test has {len(self.x_test)} rows but y_test has {len(self.y_test)}"
+            )
         for nm in ("y_train", "y_test"):
             y = getattr(self, nm)
             if y.numel() and (int(y.min()) < 0 or int(y.max()) >= self.num_classes):
-                raise ValueError(f"{nm} must lie in [0, {self.num_classes}); got [{int(y.min())}, {int(y.max())}]")
+                raise ValueError(
+                    f"{nm} must lie in [0, {self.num_classes}); "
+                    f"got [{int(y.min())}, {int(y.max())}]"
+                )
+        if self.train_index is not None and len(self.train_index) != len(self.y_train):
+            raise ValueError(
+                f"train_index has {len(self.train_index)} rows but y_train has {len(self.y_train)}"
+            )
 
     @property
     def input_shape(self) -> tuple[int, ...]:
