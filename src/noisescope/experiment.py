@@ -91,7 +91,10 @@ def prepare(cfg: Config) -> Prepared:
     data = prepare_data(cfg)
     model = prepare_model(cfg, data)
     for name in cfg.probe.probes:
-        make_probe(name, **cfg.probe.options.get(name, {}))
+        try:
+            make_probe(name, **cfg.probe.options.get(name, {}))
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(f"probe.options.{name}: {exc}") from None
     return Prepared(cfg, data, model, run_path(cfg))
 
 

@@ -18,14 +18,39 @@ from noisescope.models.base import TappedModel, _HeadInput
 
 
 def resolve_taps(model: TappedModel, names: list[str] | None = None) -> list[str]:
-    """Validate tap names against ``model.taps()``; None means every tap."""
+    """Validate tap names; None means every tap.
+
+    A name is either one of ``model.taps()`` or the dotted name of any submodule of ``model``
+    (as in ``model.named_modules()``, e.g. ``"blocks.layer1.1"``), so any module's output can
+    be analysed, not only the declared taps.
+    """
     available = list(model.taps())
     if names is None:
         return available
-    unknown = [n for n in names if n not in available]
+    submodules = dict(model.named_modules())
+    unknown = [n for n in names if n not in available and (not n or n not in submodules)]
     if unknown:
-        raise ValueError(f"unknown tap(s) {unknown}; this model has taps {available}")
+        raise ValueError(
+            f"unknown tap(s) {unknown}; this model has taps {available} "
+            "(or give the dotted name of any submodule, see model.named_modules())"
+        )
     return list(names)
+
+
+def taps_of_type(model: TappedModel, types: type | tuple[type, ...] | list[str]) -> list[str]:
+    """Dotted names of every submodule of ``model`` that is an instance of ``types``, in
+    registration (forward) order; ``types`` may also be class names like ``["ReLU"]``.
+
+    Example: ``taps_of_type(mlp, torch.nn.ReLU)`` -> ``["blocks.layer1.1", ...]``.
+    """
+    if isinstance(types, (list, tuple)) and all(isinstance(t, str) for t in types):
+        wanted = set(types)
+        names = [n for n, m in model.named_modules() if n and type(m).__name__ in wanted]
+    else:
+        names = [n for n, m in model.named_modules() if n and isinstance(m, types)]  # type: ignore[arg-type]
+    if not names:
+        raise ValueError(f"no submodule of type {types} in {type(model).__name__}")
+    return names
 
 
 @contextmanager
@@ -35,7 +60,10 @@ def capture(model: TappedModel, names: list[str] | None = None) -> Iterator[dict
     After each forward pass ``out[name]`` holds that tap's output flattened to (B, F).
     """
     names = resolve_taps(model, names)
-    modules = model.taps()
+    modules = dict(model.taps())
+    for name in names:
+        if name not in modules:
+            modules[name] = model.get_submodule(name)
     out: dict[str, torch.Tensor] = {}
     handles = []
     try:
