@@ -138,13 +138,27 @@ def test_lr_schedules():
 def test_double_descent_detection():
     epochs = np.arange(10)
     err = np.array([0.9, 0.5, 0.3, 0.35, 0.45, 0.40, 0.32, 0.25, 0.26, 0.27])
-    dd = detect_double_descent(epochs, err, threshold=0.05)
+    dd = detect_double_descent(epochs, err, threshold=0.05, smooth=1)
     assert dd == {
         "first_min_epoch": 2, "peak_epoch": 4, "second_min_epoch": 7,
         "first_min_error": 0.3, "peak_error": 0.45, "second_min_error": 0.25,
         "gain": pytest.approx(0.20),
     }
     # monotone rise after the minimum (classic overfitting) is not double descent
-    assert detect_double_descent(epochs, [0.9, 0.5, 0.3, 0.35, 0.4, 0.45, 0.5, 0.5, 0.5, 0.5], 0.01) is None
+    assert detect_double_descent(epochs, [0.9, 0.5, 0.3, 0.35, 0.4, 0.45, 0.5, 0.5, 0.5, 0.5], 0.01, 1) is None
     # a bump smaller than the threshold is ignored
-    assert detect_double_descent(epochs, err, threshold=0.2) is None
+    assert detect_double_descent(epochs, err, threshold=0.2, smooth=1) is None
+
+
+def test_double_descent_ignores_jitter_but_finds_a_real_second_descent():
+    rng = np.random.default_rng(0)
+    epochs = np.arange(60)
+    # overfitting with +-3 point jitter and no second descent
+    rising = 0.2 + 0.25 * np.clip((epochs - 5) / 30, 0, 1) + rng.uniform(-0.03, 0.03, 60)
+    assert detect_double_descent(epochs, rising, threshold=0.01, smooth=1) is not None  # raw: fooled
+    assert detect_double_descent(epochs, rising) is None
+    # a real hump: error rises 15 points then falls 10 below its peak
+    hump = 0.2 + 0.15 * np.exp(-(((epochs - 25) / 8.0) ** 2)) - 0.1 * (epochs > 40)
+    dd = detect_double_descent(epochs, hump + rng.uniform(-0.02, 0.02, 60))
+    assert dd is not None and 20 <= dd["peak_epoch"] <= 30 and dd["second_min_epoch"] > 40
+    assert dd["gain"] > 0.15

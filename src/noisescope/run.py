@@ -24,7 +24,7 @@ def dynamics_curve(metrics: pd.DataFrame, subset: str, metric: str = "acc") -> p
     return sel.set_index("epoch")["value"].sort_index()
 
 
-def summarize(metrics: pd.DataFrame, threshold: float = 0.01) -> dict[str, Any]:
+def summarize(metrics: pd.DataFrame, threshold: float = 0.03, smooth: int = 5) -> dict[str, Any]:
     """Headline numbers of a run from its metrics table.
 
     final_*: accuracies at the last probed epoch; best_val_epoch: early-stopping epoch (best
@@ -47,7 +47,9 @@ def summarize(metrics: pd.DataFrame, threshold: float = 0.01) -> dict[str, Any]:
         out["best_val_epoch"] = best
         out["early_stop_test_acc"] = float(test.get(best, np.nan))
     out["best_test_acc"] = float(test.max())
-    out["double_descent"] = detect_double_descent(test.index.to_numpy(), 1 - test.to_numpy(), threshold)
+    out["double_descent"] = detect_double_descent(
+        test.index.to_numpy(), 1 - test.to_numpy(), threshold, smooth
+    )
     return out
 
 

@@ -89,23 +89,40 @@ class DynamicsProbe:
         return rows
 
 
+def smooth_curve(values: np.ndarray, window: int) -> np.ndarray:
+    """Centered moving average over ``window`` points (shrinking at the ends); 1 = unchanged."""
+    v = np.asarray(values, dtype=float)
+    if window <= 1 or len(v) < 2:
+        return v.copy()
+    half = window // 2
+    out = np.empty_like(v)
+    for i in range(len(v)):
+        out[i] = np.nanmean(v[max(0, i - half) : i + half + 1])
+    return out
+
+
 def detect_double_descent(
-    epochs: np.ndarray | list[int], test_error: np.ndarray | list[float], threshold: float = 0.01
+    epochs: np.ndarray | list[int],
+    test_error: np.ndarray | list[float],
+    threshold: float = 0.03,
+    smooth: int = 5,
 ) -> dict[str, float] | None:
     """Epoch-wise double descent: a minimum, a later peak, and a later minimum lower than the
-    peak, both dips at least ``threshold`` (error units, e.g. 0.01 = 1 point) below the peak.
+    peak, both dips at least ``threshold`` (error units, e.g. 0.03 = 3 points) below the peak.
 
+    The curve is first smoothed with a centered moving average over ``smooth`` probe points, so
+    epoch-to-epoch jitter of a few points is not mistaken for a descent (``smooth=1``: raw).
     Among all peaks that qualify, the one with the largest smaller-side dip is reported.
 
     Returns:
         None, or {"first_min_epoch", "peak_epoch", "second_min_epoch", "first_min_error",
-        "peak_error", "second_min_error", "gain"} where gain = peak error - second minimum
-        error (the re-generalization gain).
+        "peak_error", "second_min_error", "gain"}: errors of the smoothed curve, and
+        gain = peak error - second minimum error (the re-generalization gain).
     """
     e = np.asarray(epochs)
-    err = np.asarray(test_error, dtype=float)
     order = np.argsort(e)
-    e, err = e[order], err[order]
+    e = e[order]
+    err = smooth_curve(np.asarray(test_error, dtype=float)[order], smooth)
     n = len(err)
     if n < 3:
         return None
