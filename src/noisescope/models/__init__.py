@@ -15,6 +15,15 @@ REGISTRY: dict[str, str] = {
     "mlp3": "noisescope.models.mlp:build_mlp3",
     "mlp5": "noisescope.models.mlp:build_mlp5",
     "mlp7": "noisescope.models.mlp:build_mlp7",
+    "preact_resnet18": "noisescope.models.resnet:build_preact_resnet18",
+    "resnet18": "noisescope.models.resnet:build_resnet18",
+    "resnet34": "noisescope.models.resnet:build_resnet34",
+    "vgg": "noisescope.models.vgg:build_vgg",
+    "vgg11": "noisescope.models.vgg:build_vgg11",
+    "vgg16": "noisescope.models.vgg:build_vgg16",
+    "wideresnet": "noisescope.models.wideresnet:build_wideresnet",
+    "wrn28": "noisescope.models.wideresnet:build_wrn28",
+    "vit": "noisescope.models.vit:build_vit",
 }
 
 
