@@ -1,0 +1,192 @@
+"""The spectral linear probe: a linear read-out on the top-d principal coordinates, all d at once.
+
+On training features with principal coordinates z = (f - mu) V (uncorrelated, z_k^T z_k =
+N lambda_k), the ridge / least-squares fit of one-hot observed labels Y on the first d
+coordinates, with an intercept, is
+
+    W_d = diag(1 / (N lambda_k + alpha))_{k<=d} Z_d^T Y,   b = mean(Y) (class frequencies),
+
+and row k of W_d does not depend on d. So the scores for every d are a cumulative sum over
+components, s_d(x) = b + sum_{k<=d} z_k(x) w_k, and Z^T Y = V^T (centred class sums) comes
+from the streaming statistics: one pass over the training features, then one pass over each
+scored set. This is exactly scikit-learn's ``RidgeClassifier(alpha)`` on ``PCA(d)`` coordinates
+(its +-1 targets are an affine map of the one-hot ones, which leaves the argmax unchanged).
+
+The same cumulative machinery scores the *original* head on truncated features,
+h(mu + V_d z_d) = (W mu + b) + sum_{k<=d} z_k (W v_k), see :func:`head_readout`.
+
+d* = argmax over the grid of noisy-validation accuracy, ties -> smaller d.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from noisescope.spectral.stats import FeatureStats, Spectrum
+
+
+@dataclass
+class Readout:
+    """Linear read-out in principal coordinates: scores_d(z) = intercept + z[:, :d] @ weights[:d].
+
+    Attributes:
+        intercept: (C,) float64.
+        weights: (D, C) float64; row k is component k's contribution per unit of z_k.
+    """
+
+    intercept: torch.Tensor
+    weights: torch.Tensor
+
+    def scores(self, z: torch.Tensor, d: int) -> torch.Tensor:
+        """(B, >=d) principal coordinates -> (B, C) scores using the first d components."""
+        return self.intercept + z[:, :d].to(self.weights.dtype) @ self.weights[:d]
+
+
+def check_grid(d_grid: list[int] | np.ndarray | None, dim: int) -> np.ndarray:
+    """Validate a grid of d values: sorted unique ints in [1, dim]; None -> every d."""
+    if d_grid is None:
+        return np.arange(1, dim + 1)
+    g = np.unique(np.asarray(d_grid, dtype=np.int64))
+    if g.size == 0 or g[0] < 1 or g[-1] > dim:
+        raise ValueError(f"d grid must hold integers in [1, {dim}] (the feature dim); got {d_grid}")
+    return g
+
+
+def fit_ridge_readout(stats: FeatureStats, spectrum: Spectrum, alpha: float = 0.0) -> Readout:
+    """Closed-form ridge (alpha > 0) or least-squares (alpha = 0) probe on observed labels.
+
+    ``stats`` must have been updated with the observed training labels. Components with
+    N lambda_k + alpha == 0 get zero weight (the minimum-norm solution).
+    """
+    if alpha < 0:
+        raise ValueError(f"alpha must be >= 0, got {alpha}")
+    sums, counts = stats.centered_class_sums()  # (C, D), (C,)
+    zty = spectrum.eigvecs.T @ sums.T  # (D, C) = Z^T Y
+    denom = stats.n * spectrum.eigvals + alpha
+    scale = torch.where(denom > 1e-12 * max(float(denom.max()), 1e-300), 1.0 / denom, 0.0)
+    return Readout(intercept=counts / stats.n, weights=zty * scale[:, None])
+
+
+def head_readout(spectrum: Spectrum, weight: torch.Tensor, bias: torch.Tensor | None) -> Readout:
+    """The original linear head h(f) = W f + b applied to mu + V_d z_d, as a Readout.
+
+    Args:
+        weight: (C, D) head weight.
+        bias: (C,) head bias or None.
+    """
+    w = weight.detach().to(spectrum.eigvecs.device, torch.float64)
+    if w.shape[1] != spectrum.dim:
+        raise ValueError(f"head expects {w.shape[1]} features but the spectrum has {spectrum.dim}")
+    b = w @ spectrum.mean
+    if bias is not None:
+        b = b + bias.detach().to(b.device, torch.float64)
+    return Readout(intercept=b, weights=(w @ spectrum.eigvecs).T.contiguous())
+
+
+def cumulative_correct(
+    z: torch.Tensor,
+    y: torch.Tensor,
+    readout: Readout,
+    d_grid: np.ndarray,
+    max_elems: int = 1 << 18,
+) -> torch.Tensor:
+    """Number of correct argmax predictions for every d in ``d_grid``.
+
+    Works in chunks of samples small enough (``B_chunk * d_max * C <= max_elems``) that the
+    (B_chunk, d_max, C) cumulative scores stay in cache.
+
+    Args:
+        z: (B, D) principal coordinates (float64).
+        y: (B,) labels to score against.
+        readout: the linear read-out.
+        d_grid: sorted d values in [1, D].
+        max_elems: chunk bound (elements of the cumulative score block).
+
+    Returns:
+        (len(d_grid),) int64 counts.
+    """
+    w = readout.weights
+    dmax = int(d_grid[-1])
+    c = w.shape[1]
+    full = len(d_grid) == dmax  # the grid is 1..dmax: no gather needed
+    idx = None if full else torch.as_tensor(d_grid - 1, device=w.device)
+    y = y.to(w.device).long()
+    out = torch.zeros(len(d_grid), dtype=torch.int64, device=w.device)
+    step = max(1, max_elems // max(1, dmax * c))
+    w = w[:dmax]
+    for s in range(0, len(z), step):
+        zb = z[s : s + step, :dmax].to(w.device, w.dtype)
+        cum = zb[:, :, None] * w[None]  # (b, dmax, C) per-component contributions
+        cum[:, 0] += readout.intercept
+        cum.cumsum_(1)
+        if idx is not None:
+            cum = cum.index_select(1, idx)
+        out += (cum.argmax(2) == y[s : s + step, None]).sum(0)
+    return out
+
+
+D_RULES = ("argmax", "1se")
+
+
+def choose_d(
+    val_correct: torch.Tensor | np.ndarray, d_grid: np.ndarray, n_val: int | None = None,
+    rule: str = "argmax",
+) -> int:
+    """d* from noisy-validation correct counts per grid d.
+
+    Rules:
+        ``"argmax"`` (MISSION.md): the d with the most correct predictions, ties -> smaller d.
+        ``"1se"``: the smallest d whose accuracy is within one binomial standard error,
+        sqrt(p (1 - p) / n_val), of the best; steadier when the curve has a flat top.
+    """
+    counts = np.asarray(torch.as_tensor(val_correct).cpu())
+    if counts.shape != d_grid.shape:
+        raise ValueError("val_correct and d_grid must have the same length")
+    if rule == "argmax":
+        return int(d_grid[int(np.argmax(counts))])
+    if rule == "1se":
+        if not n_val:
+            raise ValueError("rule='1se' needs n_val, the number of validation samples")
+        acc = counts / n_val
+        best = acc.max()
+        se = np.sqrt(best * (1 - best) / n_val)
+        return int(d_grid[int(np.argmax(acc >= best - se))])
+    raise ValueError(f"unknown d rule {rule!r}; choose from {D_RULES}")
+
+
+def logistic_probe_accuracy(
+    z_train: np.ndarray,
+    y_train: np.ndarray,
+    evals: dict[str, tuple[np.ndarray, np.ndarray]],
+    d_grid: np.ndarray,
+    C: float = 1.0,
+    max_iter: int = 200,
+    seed: int = 0,
+) -> dict[str, np.ndarray]:
+    """Cross-check: multinomial logistic regression on the top-d coordinates, refit per d.
+
+    Slower (one fit per d) and needs the principal coordinates in memory.
+
+    Args:
+        z_train: (N, >= d_max) training principal coordinates; y_train: (N,) observed labels.
+        evals: subset name -> ((M, >= d_max) coordinates, (M,) labels).
+        d_grid: d values to fit.
+        C: inverse L2 strength (scikit-learn convention).
+
+    Returns:
+        subset name -> (len(d_grid),) accuracies.
+    """
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.preprocessing import StandardScaler
+
+    out = {k: np.zeros(len(d_grid)) for k in evals}
+    for j, d in enumerate(d_grid):
+        scaler = StandardScaler().fit(z_train[:, :d])
+        clf = LogisticRegression(C=C, max_iter=max_iter, random_state=seed)
+        clf.fit(scaler.transform(z_train[:, :d]), y_train)
+        for name, (z, y) in evals.items():
+            out[name][j] = clf.score(scaler.transform(z[:, :d]), y)
+    return out
