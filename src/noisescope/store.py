@@ -150,6 +150,12 @@ class RunStore:
         frame = pd.concat([self.metrics(), rows_to_frame(rows)], ignore_index=True)
         self._write_metrics(frame)
 
+    def replace_metrics(self, probe: str, epochs: list[int], rows: list[Row]) -> None:
+        """Replace the rows of ``probe`` at ``epochs`` by ``rows`` (recomputing a probe offline)."""
+        old = self.metrics()
+        keep = old[~((old["probe"] == probe) & old["epoch"].isin(list(epochs)))]
+        self._write_metrics(pd.concat([keep, rows_to_frame(rows)], ignore_index=True).astype(DTYPES))
+
     def truncate_metrics(self, after_epoch: int) -> None:
         """Drop rows with epoch > after_epoch (used when resuming)."""
         frame = self.metrics()

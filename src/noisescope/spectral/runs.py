@@ -12,12 +12,11 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from noisescope.probes.base import DTYPES, ProbeContext, rows_to_frame
+from noisescope.probes.base import ProbeContext, rows_to_frame
 from noisescope.run import Run, load_run
 from noisescope.spectral.compare import compare_truncation, model_accuracy
 from noisescope.spectral.probe import SpectralProbe
 from noisescope.spectral.truncation import SpectralTruncation, save_truncated
-from noisescope.store import atomic_write
 
 
 def resolve_target(target: str | Path) -> tuple[Path, int | None]:
@@ -58,19 +57,14 @@ def probe_run(
         raise ValueError(f"no checkpoint for epoch(s) {missing}; saved epochs: {sorted(ckpts)}")
     probe = probe or SpectralProbe()
     dev = torch.device(device)
-    frames = []
+    rows = []
     for epoch in chosen:
         model = run.model(epoch).to(dev)
-        rows = probe(model, run.data, ProbeContext(epoch=epoch, device=dev, batch_size=batch_size))
-        frames.append(rows_to_frame(rows))
+        rows += probe(model, run.data, ProbeContext(epoch=epoch, device=dev, batch_size=batch_size))
         if on_epoch:
             on_epoch(epoch)
-    new = pd.concat(frames, ignore_index=True)
-    old = run.store.metrics()
-    keep = old[~((old["probe"] == probe.name) & old["epoch"].isin(chosen))]
-    table = pd.concat([keep, new], ignore_index=True).astype(DTYPES)
-    atomic_write(run.path / "metrics.parquet", lambda p: table.to_parquet(p, index=False))
-    return new
+    run.store.replace_metrics(probe.name, chosen, rows)
+    return rows_to_frame(rows)
 
 
 def early_stop_epoch(run: Run, device: str | torch.device = "cpu") -> tuple[int, int | None]:

@@ -16,8 +16,6 @@ Heads:
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -38,6 +36,7 @@ from noisescope.spectral.linear_probe import (
     head_readout,
 )
 from noisescope.spectral.stats import FeatureStats, Spectrum
+from noisescope.store import atomic_write
 from noisescope.taps import capture
 
 FORMAT = "noisescope.truncated/1"
@@ -104,19 +103,6 @@ class TruncatedModel(nn.Module):
         return self.spectral_head(self.tap_features(x))
 
 
-def _atomic_write_bytes(path: Path, write) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
 def save_truncated(module: TruncatedModel, path: str | Path, meta: dict | None = None) -> Path:
     """Write ``path/model.safetensors`` (the full state_dict) and ``path/truncation.json``.
 
@@ -134,12 +120,8 @@ def save_truncated(module: TruncatedModel, path: str | Path, meta: dict | None =
         **(meta or {}),
     }
     state = {k: v.detach().cpu().contiguous() for k, v in module.state_dict().items()}
-    _atomic_write_bytes(path / WEIGHTS_FILE, lambda p: save_file(state, p))
-
-    def write_json(p: str) -> None:
-        Path(p).write_text(json.dumps(info, indent=2, default=_jsonable) + "\n")
-
-    _atomic_write_bytes(path / META_FILE, write_json)
+    atomic_write(path / WEIGHTS_FILE, lambda p: save_file(state, str(p)))
+    atomic_write(path / META_FILE, lambda p: p.write_text(json.dumps(info, indent=2, default=_jsonable) + "\n"))
     return path
 
 
