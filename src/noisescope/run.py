@@ -24,6 +24,16 @@ def dynamics_curve(metrics: pd.DataFrame, subset: str, metric: str = "acc") -> p
     return sel.set_index("epoch")["value"].sort_index()
 
 
+def best_val_epoch(metrics: pd.DataFrame) -> tuple[int, float] | None:
+    """Early stopping: (epoch, accuracy) of the best noisy-validation accuracy, ties -> the
+    earlier epoch; None when the dynamics probe has not run."""
+    val = dynamics_curve(metrics, "val").dropna()
+    if val.empty:
+        return None
+    i = int(val.to_numpy().argmax())
+    return int(val.index[i]), float(val.iloc[i])
+
+
 def summarize(metrics: pd.DataFrame, threshold: float = 0.03, smooth: int = 5) -> dict[str, Any]:
     """Headline numbers of a run from its metrics table.
 
@@ -41,11 +51,10 @@ def summarize(metrics: pd.DataFrame, threshold: float = 0.03, smooth: int = 5) -
         curve = dynamics_curve(metrics, subset)
         if not curve.empty:
             out[f"final_{subset}_acc"] = float(curve.iloc[-1])
-    val = dynamics_curve(metrics, "val")
-    if not val.empty:
-        best = int(val.index[int(np.nanargmax(val.to_numpy()))])
-        out["best_val_epoch"] = best
-        out["early_stop_test_acc"] = float(test.get(best, np.nan))
+    best = best_val_epoch(metrics)
+    if best is not None:
+        out["best_val_epoch"] = best[0]
+        out["early_stop_test_acc"] = float(test.get(best[0], np.nan))
     out["best_test_acc"] = float(test.max())
     out["double_descent"] = detect_double_descent(
         test.index.to_numpy(), 1 - test.to_numpy(), threshold, smooth

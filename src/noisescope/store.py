@@ -172,6 +172,9 @@ class RunStore:
         atomic_write(path, lambda p: save_file(state, str(p), metadata={"epoch": str(epoch)}))
         return path
 
+    def delete_weights(self, epoch: int) -> None:
+        (self.checkpoint_dir / f"epoch_{epoch:04d}.safetensors").unlink(missing_ok=True)
+
     def checkpoints(self) -> dict[int, Path]:
         """Epoch -> weights file, sorted by epoch."""
         found = {

@@ -20,6 +20,7 @@ from noisescope.data.base import NoisyDataset
 from noisescope.models.base import TappedModel
 from noisescope.pipeline import TensorPipeline
 from noisescope.probes.base import Probe, ProbeContext, Row
+from noisescope.run import best_val_epoch
 from noisescope.schedule import lr_at
 from noisescope.store import RunStore
 
@@ -126,6 +127,7 @@ class Trainer:
             augment=cfg.augment or None, channels_last=self.plan.channels_last,
         )
         self.probe_state: dict = {}
+        self.best_val: tuple[int, float] | None = None  # (epoch, noisy-validation accuracy)
 
     def run_probes(self, epoch: int) -> list[Row]:
         ctx = ProbeContext(epoch=epoch, device=self.device, batch_size=self.probe_batch_size,
@@ -135,9 +137,21 @@ class Trainer:
             rows.extend(probe(self.model, self.data, ctx))
         return rows
 
+    def _keep_best_val(self, epoch: int, rows: list[Row]) -> None:
+        """Keep the weights of the best noisy-validation epoch so far (the early-stopping
+        model; ties -> the earlier epoch), dropping the previous best unless it was asked for."""
+        val = [r.value for r in rows if (r.probe, r.subset, r.metric) == ("dynamics", "val", "acc")]
+        if self.store is None or not val or (self.best_val is not None and val[0] <= self.best_val[1]):
+            return
+        previous, self.best_val = self.best_val, (epoch, val[0])
+        self.store.save_weights(self.model, epoch)
+        if previous is not None and previous[0] not in self.checkpoint_at:
+            self.store.delete_weights(previous[0])
+
     def _finish_epoch(self, epoch: int, train_loss: float, lr: float) -> None:
         rows = self.run_probes(epoch) if epoch in self.probe_at else []
         if self.store is not None:
+            self._keep_best_val(epoch, rows)
             self.store.append_metrics(rows)
             self.store.append_metrics([Row(epoch, "train", "loss", train_loss, subset="train_running"),
                                        Row(epoch, "train", "lr", lr)] if epoch > 0 else [])
@@ -154,6 +168,7 @@ class Trainer:
         if self.store is not None:
             done = self.store.load_resume(self.model, self.optimizer)
             self.store.truncate_metrics(done)
+            self.best_val = best_val_epoch(self.store.metrics())
         if done < 0:
             self._finish_epoch(0, float("nan"), 0.0)
             done = 0

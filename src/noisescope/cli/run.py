@@ -7,22 +7,12 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
-from rich.text import Text
 
+from noisescope.cli.common import console, fail
 from noisescope.config import Config, ConfigError, load_config
 from noisescope.train import EpochReport
-
-console = Console()
-err_console = Console(stderr=True)
-
-
-def fail(message: str, code: int = 2) -> None:
-    """Print one line to stderr and exit with ``code``."""
-    err_console.print(Text("error: ", style="bold red") + Text(message), highlight=False, soft_wrap=True)
-    raise typer.Exit(code)
 
 
 def _fmt(v: float) -> str:
@@ -129,6 +119,7 @@ def register(app: typer.Typer) -> None:
         path = execute(cfg)
         fig = _figure(path)
         console.print(f"figure: [bold]{fig}[/]")
+        _demo_repair(path)
 
     @app.command()
     def runs(root: Annotated[str, typer.Argument(help="directory holding runs")] = "runs") -> None:
@@ -165,3 +156,15 @@ def _figure(path: Path) -> Path:
     title = (f"{cfg.data.name}: {cfg.noise.model} noise {cfg.noise.rate:g}, {cfg.model.arch} "
              f"{cfg.model.options}, {cfg.train.optimizer} lr {cfg.train.lr:g}")
     return plot_dynamics(run.metrics, run.store.figure_dir / "dynamics.png", title=title)
+
+
+def _demo_repair(path: Path) -> None:
+    """The demo's last step: repair the memorized model by spectral truncation (d chosen on
+    noisy validation) and compare it with the final and the early-stopped model."""
+    from noisescope.cli.spectral import comparison_table
+    from noisescope.spectral.runs import truncate_run
+
+    with console.status("spectral truncation of the final model ..."):
+        rep = truncate_run(path)
+    console.print(comparison_table(rep.comparison, "repair: final vs early stopping vs spectral truncation"))
+    console.print(f"truncated model (d={rep.estimator.d_}) written to [bold]{rep.out}[/]")

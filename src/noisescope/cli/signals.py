@@ -7,16 +7,9 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
-console = Console()
-err_console = Console(stderr=True)
-
-
-def _fail(message: str) -> None:
-    err_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
-    raise typer.Exit(2)
+from noisescope.cli.common import console, fail
 
 
 def _cell(v: float) -> str:
@@ -51,7 +44,7 @@ def signals(
     from noisescope.signals.plots import plot_signals, signal_table
 
     if not (run / "config.json").exists():
-        _fail(f"{run} is not a noisescope run (no config.json inside)")
+        fail(f"{run} is not a noisescope run (no config.json inside)")
     try:
         if recompute:
             opts: dict = {}
@@ -62,7 +55,7 @@ def signals(
         else:
             frame = load_signals(run)
         if frame.empty:
-            _fail(f"{run} has no signals rows; rerun with --recompute (needs checkpoints)")
+            fail(f"{run} has no signals rows; rerun with --recompute (needs checkpoints)")
         print_table(signal_table(frame, "separation", "by_true"),
                     "separation cos(S_clean, S_noisy), noisy by true label (class average)")
         print_table(signal_table(frame, "large_act_ratio"), "large activation: max|a| / median|a|")
@@ -79,7 +72,7 @@ def signals(
         paths = plot_signals(pd.concat([frame, dyn], ignore_index=True), out or run / "figures",
                              title=run.name)
     except (ValueError, FileNotFoundError) as exc:
-        _fail(str(exc))
+        fail(str(exc))
     for p in paths:
         console.print(f"wrote {p}")
 

@@ -5,17 +5,10 @@ from __future__ import annotations
 from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-console = Console()
-err_console = Console(stderr=True)
-
-
-def _fail(message: str, code: int = 2) -> None:
-    err_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
-    raise typer.Exit(code)
+from noisescope.cli.common import console, fail
 
 
 def _parse_epochs(text: str | None) -> list[int] | None:
@@ -24,7 +17,7 @@ def _parse_epochs(text: str | None) -> list[int] | None:
     try:
         return [int(t) for t in text.split(",") if t.strip()]
     except ValueError:
-        _fail(f"--epochs must be comma-separated integers, got {text!r}")
+        fail(f"--epochs must be comma-separated integers, got {text!r}")
 
 
 def _parse_taps(text: str) -> str | list[str]:
@@ -65,10 +58,10 @@ def register(app: typer.Typer) -> None:
         try:
             r = load_run(run)
         except FileNotFoundError as exc:
-            _fail(str(exc))
+            fail(str(exc))
         chosen = _parse_epochs(epochs) or sorted(r.checkpoints())
         if not chosen:
-            _fail(f"{run} has no checkpoints to probe")
+            fail(f"{run} has no checkpoints to probe")
         sp = SpectralProbe(taps=_parse_taps(taps), d_max=d_max, alpha=alpha, d_rule=d_rule, segregation=segregation)
         cols = [TextColumn("[bold]spectral probe"), BarColumn(), MofNCompleteColumn(),
                 TextColumn("epoch {task.fields[epoch]}"), TimeElapsedColumn()]
@@ -78,7 +71,7 @@ def register(app: typer.Typer) -> None:
                 rows = probe_run(run, sp, chosen, device=device, batch_size=batch_size,
                                  on_epoch=lambda e: progress.update(task, advance=1, epoch=e))
             except (ValueError, FileNotFoundError) as exc:
-                _fail(str(exc))
+                fail(str(exc))
         table = Table(title=f"spectral probe: {run}")
         for col in ("epoch", "tap", "eff. rank", "d*", "probe val", "probe test", "trunc d*",
                     "trunc test", "segregation"):
@@ -119,7 +112,7 @@ def register(app: typer.Typer) -> None:
             try:
                 d_val: int | str = int(d)
             except ValueError:
-                _fail(f"--d must be 'auto' or an integer, got {d!r}")
+                fail(f"--d must be 'auto' or an integer, got {d!r}")
         else:
             d_val = "auto"
         with console.status("spectral truncation ..."):
@@ -127,7 +120,7 @@ def register(app: typer.Typer) -> None:
                 rep = truncate_run(target, out, head=head, d=d_val, d_rule=d_rule, early=early,
                                    raw_input=raw, taps=_parse_taps(taps), device=device)
             except (ValueError, FileNotFoundError) as exc:
-                _fail(str(exc))
+                fail(str(exc))
         console.print(comparison_table(rep.comparison, f"spectral truncation: {target}"))
         if rep.early_epoch is not None and rep.best_probed_epoch not in (None, rep.early_epoch):
             console.print(f"[yellow]note:[/] the best noisy-validation epoch was {rep.best_probed_epoch}, "

@@ -13,7 +13,7 @@ import pandas as pd
 import torch
 
 from noisescope.probes.base import ProbeContext, rows_to_frame
-from noisescope.run import Run, load_run
+from noisescope.run import Run, best_val_epoch, load_run
 from noisescope.spectral.compare import compare_truncation, model_accuracy
 from noisescope.spectral.probe import SpectralProbe
 from noisescope.spectral.truncation import SpectralTruncation, save_truncated
@@ -78,7 +78,8 @@ def early_stop_epoch(run: Run, device: str | torch.device = "cpu") -> tuple[int,
     m = run.metrics
     val = m[(m["probe"] == "dynamics") & (m["subset"] == "val") & (m["metric"] == "acc")]
     val = val.set_index("epoch")["value"]
-    best_any = int(val.idxmax()) if len(val) else None
+    best = best_val_epoch(m)
+    best_any = best[0] if best is not None else None
     scores = {}
     for e in ckpts:
         if e in val.index:
