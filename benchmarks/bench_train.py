@@ -75,22 +75,23 @@ def main() -> None:
     n_val = n // 10
     data = NoisyDataset(x, y, y, x[:n_val], y[:n_val], y[:n_val], x[:n_val], y[:n_val], 10, "bench")
     probe = DynamicsProbe()
-    for r in range(repeats + 1):  # first round is warm-up
-        t0 = time.perf_counter()
+    def run_noisescope(r: int) -> None:
         pipe.set_epoch(r)
         train_epoch(m_ns, pipe, o_ns)
-        t1 = time.perf_counter()
-        bare_epoch(m_bare, o_bare, x, y, 128, r)
-        t2 = time.perf_counter()
-        dataloader_epoch(m_dl, o_dl, loader)
-        t3 = time.perf_counter()
-        probe(m_ns, data, ProbeContext(epoch=r))
-        t4 = time.perf_counter()
-        if r:
-            times["noisescope"].append(t1 - t0)
-            times["bare"].append(t2 - t1)
-            times["dataloader"].append(t3 - t2)
-            times["probe"].append(t4 - t3)
+
+    variants = {
+        "noisescope": run_noisescope,
+        "bare": lambda r: bare_epoch(m_bare, o_bare, x, y, 128, r),
+        "dataloader": lambda r: dataloader_epoch(m_dl, o_dl, loader),
+        "probe": lambda r: probe(m_ns, data, ProbeContext(epoch=r)),
+    }
+    names = list(variants)
+    for r in range(repeats + 1):  # round 0 is a warm-up; the order rotates every round
+        for name in names[r % len(names):] + names[: r % len(names)]:
+            t0 = time.perf_counter()
+            variants[name](r)
+            if r:
+                times[name].append(time.perf_counter() - t0)
     med = {k: statistics.median(v) for k, v in times.items()}
     print(f"N={n}, MLP 3x512, batch 128, Adam, torch {torch.__version__}, "
           f"{torch.get_num_threads()} threads, median of {repeats} epochs")

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
-__all__ = ["__version__", "load_run", "load_config", "run_experiment"]
+__all__ = ["__version__", "load_run", "load_config", "load_sweep", "run_experiment"]
 
 
 def __getattr__(name: str):  # lazy: keep `import noisescope` cheap

@@ -81,18 +81,25 @@ def git_commit(start: Path | None = None) -> str:
 
 def environment(device: torch.device | str = "cpu") -> dict[str, Any]:
     """Versions, git commit and device of this process (for env.json)."""
-    import numpy
-    import sklearn
+    from importlib.metadata import PackageNotFoundError, version
 
     from noisescope import __version__
+
+    def pkg(name: str) -> str:
+        try:
+            return version(name)
+        except PackageNotFoundError:
+            return "not installed"
 
     device = torch.device(device)
     info: dict[str, Any] = {
         "noisescope": __version__,
         "python": platform.python_version(),
         "torch": torch.__version__,
-        "numpy": numpy.__version__,
-        "scikit-learn": sklearn.__version__,
+        "numpy": pkg("numpy"),
+        "scikit-learn": pkg("scikit-learn"),
+        "pandas": pkg("pandas"),
+        "safetensors": pkg("safetensors"),
         "platform": platform.platform(),
         "git_commit": git_commit(),
         "device": str(device),

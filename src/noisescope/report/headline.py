@@ -1,0 +1,131 @@
+"""Headline numbers of a run read from its metrics table (no model is reloaded).
+
+* :func:`comparison_rows` -- final model vs early stopping vs spectral truncation, in the
+  columns of :mod:`noisescope.spectral.compare` (method, epoch, tap, d, val_acc, test_acc), so
+  :func:`noisescope.spectral.compare.summarize_seeds` gives the spread over seeds. Here the
+  truncation is read from the ``spectral`` probe's rows at the probed epochs (the
+  ``noisescope truncate`` command recomputes it on saved checkpoints).
+* :func:`headline` -- one flat dict per run for the sweep plots and tables.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from noisescope.run import dynamics_curve, summarize
+
+COMPARISON_COLUMNS = ["method", "epoch", "tap", "d", "val_acc", "test_acc"]
+
+
+def _rows(m: pd.DataFrame, probe: str, metric: str, tap: str | None = None,
+          subset: str | None = None) -> pd.DataFrame:
+    sel = m[(m["probe"] == probe) & (m["metric"] == metric)]
+    if tap is not None:
+        sel = sel[sel["tap"] == tap]
+    if subset is not None:
+        sel = sel[sel["subset"] == subset]
+    return sel
+
+
+def _at(m: pd.DataFrame, probe: str, metric: str, epoch: int, tap: str | None = None,
+        subset: str | None = None) -> float:
+    sel = _rows(m, probe, metric, tap, subset)
+    sel = sel[(sel["epoch"] == epoch) & (sel["index"] == -1)]
+    return float(sel["value"].iloc[0]) if len(sel) else float("nan")
+
+
+def feature_tap(m: pd.DataFrame) -> str | None:
+    """The penultimate tap phi: the one the spectral probe truncated (it has ``trunc_acc`` rows)."""
+    t = _rows(m, "spectral", "trunc_acc_d_star")
+    if len(t):
+        return str(t["tap"].iloc[0])
+    e = _rows(m, "spectral", "effective_rank")
+    return str(e["tap"].iloc[-1]) if len(e) else None
+
+
+def comparison_rows(m: pd.DataFrame) -> pd.DataFrame:
+    """Per-method accuracies of one run (rows only for what the metrics hold).
+
+    final: the last probed epoch; early_stop: the best noisy-validation epoch;
+    truncated_final / truncated_early: the original head on the top-d projection of phi at
+    those epochs (d by noisy validation); probe_best_tap: the spectral linear probe at the
+    last epoch on the tap whose d* scores best on noisy validation.
+    """
+    rows: list[dict[str, Any]] = []
+    test, val = dynamics_curve(m, "test"), dynamics_curve(m, "val")
+    if test.empty:
+        return pd.DataFrame(columns=COMPARISON_COLUMNS)
+    last = int(test.index.max())
+    tap = feature_tap(m) or ""
+    rows.append(dict(method="final", epoch=last, tap=tap, d=np.nan,
+                     val_acc=float(val.get(last, np.nan)), test_acc=float(test[last])))
+    best = int(val.index[int(np.nanargmax(val.to_numpy()))]) if not val.empty else None
+    if best is not None:
+        rows.append(dict(method="early_stop", epoch=best, tap=tap, d=np.nan,
+                         val_acc=float(val[best]), test_acc=float(test.get(best, np.nan))))
+    if tap:
+        for method, epoch in (("truncated_final", last), ("truncated_early", best)):
+            if epoch is None:
+                continue
+            t = _at(m, "spectral", "trunc_acc_d_star", epoch, tap, "test")
+            if not math.isnan(t):
+                rows.append(dict(method=method, epoch=epoch, tap=tap,
+                                 d=_at(m, "spectral", "trunc_d_star", epoch, tap),
+                                 val_acc=_at(m, "spectral", "trunc_acc_d_star", epoch, tap, "val"),
+                                 test_acc=t))
+        pv = _rows(m, "spectral", "probe_acc_d_star", subset="val")
+        pv = pv[pv["epoch"] == last]
+        if len(pv):
+            best_tap = str(pv.loc[pv["value"].idxmax(), "tap"])
+            rows.append(dict(method="probe_best_tap", epoch=last, tap=best_tap,
+                             d=_at(m, "spectral", "d_star", last, best_tap),
+                             val_acc=float(pv["value"].max()),
+                             test_acc=_at(m, "spectral", "probe_acc_d_star", last, best_tap, "test")))
+    return pd.DataFrame(rows, columns=COMPARISON_COLUMNS)
+
+
+HEADLINE_LABELS = {
+    "final_test_acc": "final clean test acc",
+    "early_stop_test_acc": "early-stop clean test acc",
+    "truncated_test_acc": "truncated (final) clean test acc",
+    "final_noisy_train_obs_acc": "memorized (noisy train, observed label)",
+    "dd_gain": "double-descent gain",
+    "effective_rank": "effective rank of phi (final)",
+    "segregation": "segregation of phi (final)",
+    "d_star": "d* of phi (final)",
+    "separation_last": "separation, last tap (final)",
+    "large_act_ratio": "max/median |a|, largest tap (final)",
+}
+
+
+def headline(m: pd.DataFrame, summary: dict[str, Any] | None = None) -> dict[str, float]:
+    """Flat headline numbers of one run (NaN where the metrics lack them); keys in HEADLINE_LABELS."""
+    s = summary if summary is not None else summarize(m)
+    out: dict[str, float] = {k: float("nan") for k in HEADLINE_LABELS}
+    for k in ("final_test_acc", "early_stop_test_acc", "final_noisy_train_obs_acc"):
+        if s.get(k) is not None:
+            out[k] = float(s[k])
+    dd = s.get("double_descent")
+    out["dd_gain"] = float(dd["gain"]) if dd else 0.0 if "double_descent" in s else float("nan")
+    if m.empty:
+        return out
+    last = int(m["epoch"].max())
+    tap = feature_tap(m)
+    if tap:
+        out["truncated_test_acc"] = _at(m, "spectral", "trunc_acc_d_star", last, tap, "test")
+        out["effective_rank"] = _at(m, "spectral", "effective_rank", last, tap)
+        out["segregation"] = _at(m, "spectral", "segregation", last, tap)
+        out["d_star"] = _at(m, "spectral", "d_star", last, tap)
+    sep = _rows(m, "signals", "separation", subset="by_true")
+    sep = sep[(sep["epoch"] == last) & (sep["index"] == -1)]
+    if len(sep):
+        out["separation_last"] = float(sep["value"].iloc[-1])
+    ratio = _rows(m, "signals", "large_act_ratio")
+    ratio = ratio[(ratio["epoch"] == last) & np.isfinite(ratio["value"])]
+    if len(ratio):
+        out["large_act_ratio"] = float(ratio["value"].max())
+    return out

@@ -1,0 +1,291 @@
+"""The sections of one run's report, built from its metrics table alone.
+
+Each builder takes the run's tidy metrics (``m``), writes its figures with the plotting
+functions of the part that owns the metric (``noisescope.figures``, ``noisescope.signals.plots``,
+``noisescope.spectral.plots``) into a scratch directory, and returns a :class:`Section`. When the
+metrics lack a section's rows the section says so and how to get them, rather than vanishing.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from noisescope.report.headline import comparison_rows
+from noisescope.report.html import Figure, Section, table_html
+
+NO_SIGNALS = ('no "signals" rows in this run\'s metrics: add "signals" to probe.probes, or compute them '
+              "on the saved checkpoints with `noisescope signals RUN`")
+NO_SPECTRAL = ('no "spectral" rows in this run\'s metrics: add "spectral" to probe.probes, or compute '
+               "them on the saved checkpoints with `noisescope probe RUN`")
+NO_DYNAMICS = 'no "dynamics" rows in this run\'s metrics: add "dynamics" to probe.probes'
+
+
+def _has(m: pd.DataFrame, probe: str, metric: str | None = None) -> bool:
+    sel = m["probe"] == probe
+    if metric is not None:
+        sel &= m["metric"] == metric
+    return bool(sel.any())
+
+
+def _noise_note(m: pd.DataFrame) -> str:
+    rate = m[(m["probe"] == "spectral") & (m["metric"] == "noise_rate")]["value"]
+    return f"realized noise rate {float(rate.iloc[-1]):.3f}" if len(rate) else "no realized noise rate recorded"
+
+
+def _fig(plot: Callable[[Path], Path], scratch: Path, name: str, caption: str) -> Figure:
+    path = plot(scratch / f"{name}.png")
+    return Figure(Path(path).read_bytes(), caption)
+
+
+def dynamics(m: pd.DataFrame, summary: dict[str, Any], scratch: Path, title: str = "") -> Section:
+    from noisescope.figures import plot_dynamics
+
+    sec = Section("dynamics", "Learning dynamics and double descent",
+                  "Accuracy and loss of clean training samples, noisy training samples against their "
+                  "observed labels (memorization) and their true labels, noisy validation and clean test.")
+    if not _has(m, "dynamics"):
+        sec.missing = NO_DYNAMICS
+        return sec
+    last = int(m["epoch"].max())
+    sec.figures.append(_fig(lambda p: plot_dynamics(m, p, title), scratch, "dynamics",
+                            "four-subset dynamics (dashed line: early stopping on noisy validation)"))
+    if last >= 50:
+        sec.figures.append(_fig(lambda p: plot_dynamics(m, p, title, log_x=True), scratch, "dynamics_log",
+                                "the same on a log epoch axis"))
+    dd = summary.get("double_descent")
+    if dd:
+        sec.notes.append(
+            f"Epoch-wise double descent detected: test error minimum at epoch {dd['first_min_epoch']} "
+            f"({dd['first_min_error']:.3f}), peak at epoch {dd['peak_epoch']} ({dd['peak_error']:.3f}), "
+            f"second minimum at epoch {dd['second_min_epoch']} ({dd['second_min_error']:.3f}): "
+            f"re-generalization gain {dd['gain']:.3f}.")
+    else:
+        sec.notes.append("No epoch-wise double descent detected in the clean test error "
+                         "(minimum, later peak, later lower minimum by more than the threshold).")
+    keys = [("final_clean_train_acc", "final clean train acc"),
+            ("final_noisy_train_obs_acc", "final memorization (noisy train vs observed label)"),
+            ("final_test_acc", "final clean test acc"), ("best_val_epoch", "early-stopping epoch"),
+            ("early_stop_test_acc", "clean test acc at early stopping"), ("best_test_acc", "best clean test acc")]
+    rows = [(label, f"{summary[k]:.4f}" if isinstance(summary[k], float) else str(summary[k]))
+            for k, label in keys if summary.get(k) is not None]
+    if rows:
+        sec.tables.append(table_html(pd.DataFrame(rows, columns=["headline", "value"])))
+    return sec
+
+
+def _wide_table(table: pd.DataFrame, max_cols: int = 10) -> pd.DataFrame:
+    """Keep at most ``max_cols`` epoch columns (evenly spaced, always the first and the last)."""
+    cols = list(table.columns)
+    if len(cols) > max_cols:
+        keep = sorted(set(np.linspace(0, len(cols) - 1, max_cols).round().astype(int)))
+        table = table[[cols[i] for i in keep]]
+    out = table.copy()
+    out.columns = [f"epoch {c}" for c in out.columns]
+    return out.reset_index()
+
+
+def separation(m: pd.DataFrame, scratch: Path, title: str = "") -> Section:
+    sec = Section("separation", "Clean/noisy separation per layer",
+                  "cos(S_clean,c, S_noisy,c) averaged over classes, per tap (rows) and probed epoch "
+                  "(columns): lower = the noisy samples' mean activation has moved away from the clean one.")
+    if not _has(m, "signals", "separation"):
+        sec.missing = NO_SIGNALS
+        return sec
+    from noisescope.signals.plots import plot_separation_heatmap, signal_table
+
+    sig = m[m["probe"] == "signals"]
+    sep = sig[(sig["metric"] == "separation") & (sig["index"] == -1)]
+    if not np.isfinite(sep["value"].to_numpy()).any():
+        sec.missing = (f"undefined: no class has enough noisy training samples ({_noise_note(m)}); "
+                       "separation compares clean with noisy samples")
+        return sec
+    m = sig
+    sec.figures.append(_fig(lambda p: plot_separation_heatmap(m, p, title), scratch, "separation",
+                            "separation heatmap, noisy samples grouped by true (left) and observed (right) label"))
+    sec.tables.append(table_html(_wide_table(signal_table(m, "separation", "by_true"))))
+    return sec
+
+
+def large_activation(m: pd.DataFrame, scratch: Path, title: str = "") -> Section:
+    sec = Section("large-activation", "Large activations",
+                  "Per tap: the largest |activation| over the probe set and its ratio to the median "
+                  "|activation| (flagged 'large' past the relative threshold), and whether that neuron "
+                  "follows the input (held-out R² from input PCs) or the label (η²).")
+    if not _has(m, "signals", "large_act_max"):
+        sec.missing = NO_SIGNALS
+        return sec
+    from noisescope.signals.plots import plot_large_activation
+
+    m = m[m["probe"] == "signals"]
+
+    sec.figures.append(_fig(lambda p: plot_large_activation(m, p, title), scratch, "large_activation",
+                            "largest |activation| and max/median ratio per tap over epochs"))
+    last = int(m.loc[m["probe"] == "signals", "epoch"].max())
+    cur = m[(m["probe"] == "signals") & (m["epoch"] == last) & (m["index"] == -1)]
+    metrics = ["large_act_max", "large_act_neuron", "large_act_median", "large_act_ratio", "large_act_flag",
+               "large_act_tracked_neuron", "eta2_true", "eta2_obs", "r2_input"]
+    cur = cur[cur["metric"].isin(metrics)]
+    if len(cur):
+        taps = list(dict.fromkeys(cur["tap"]))
+        t = cur.pivot_table(index="tap", columns="metric", values="value", aggfunc="first").reindex(taps)
+        t = t[[c for c in metrics if c in t.columns]].reset_index()
+        t.columns.name = None
+        for c in ("large_act_neuron", "large_act_tracked_neuron", "large_act_flag"):
+            if c in t:
+                t[c] = t[c].map(lambda v: "-" if v != v else str(int(v)))
+        sec.notes.append(f"At the last probed epoch ({last}):")
+        sec.tables.append(table_html(t))
+        big = t.loc[t["large_act_ratio"].replace(np.inf, np.nan).fillna(np.inf).idxmax()]
+        if {"r2_input", "eta2_true"} <= set(t.columns):
+            follows = "the input" if big["r2_input"] > max(big["eta2_true"], big.get("eta2_obs", 0)) else "the label"
+            sec.notes.append(f"Largest ratio at tap {big['tap']} (neuron {big['large_act_neuron']}, ratio "
+                             f"{big['large_act_ratio']:.1f}); it follows {follows}: R²(input) "
+                             f"{big['r2_input']:.3f} vs η²(true) {big['eta2_true']:.3f}, "
+                             f"η²(observed) {big.get('eta2_obs', float('nan')):.3f}.")
+    return sec
+
+
+def alignment(m: pd.DataFrame, scratch: Path, title: str = "") -> Section:
+    sec = Section("alignment", "Test alignment",
+                  "Mean cos(a(x), S_clean,ŷ) - cos(a(x), S_noisy,ŷ) over correctly and wrongly predicted "
+                  "test samples: positive = aligned with the clean training signal.")
+    if not _has(m, "signals", "alignment_correct"):
+        sec.missing = NO_SIGNALS
+        return sec
+    from noisescope.signals.plots import plot_alignment
+
+    sig = m[m["probe"] == "signals"]
+    al = sig[sig["metric"].isin(["alignment_correct", "alignment_wrong"])]
+    if not np.isfinite(al["value"].to_numpy()).any():
+        sec.missing = (f"undefined: no noisy training samples to form S_noisy ({_noise_note(m)})")
+        return sec
+    m = sig
+
+    sec.figures.append(_fig(lambda p: plot_alignment(m, p, title), scratch, "alignment",
+                            "test alignment per tap (solid: correct, dashed: wrong predictions)"))
+    return sec
+
+
+def spectrum(m: pd.DataFrame, scratch: Path) -> Section:
+    sec = Section("spectrum", "Spectrum and effective rank",
+                  "Covariance eigenvalues of each tap's training features over epochs, the share of each "
+                  "component's variance that comes from noisy samples, and the effective rank "
+                  "exp(entropy of λ/Σλ) (covariance eigenvalues, centred).")
+    if not _has(m, "spectral", "eigval"):
+        sec.missing = NO_SPECTRAL
+        return sec
+    from noisescope.spectral.plots import plot_effective_rank, plot_spectrum, spectral_taps
+
+    m = m[m["probe"] == "spectral"]  # the plots filter repeatedly: hand them only their rows
+    if _has(m, "spectral", "effective_rank"):
+        sec.figures.append(_fig(lambda p: plot_effective_rank(m, p), scratch, "effective_rank",
+                                "effective rank and participation ratio per tap over epochs"))
+    for i, tap in enumerate(spectral_taps(m)):
+        mt = m[m["tap"] == tap]
+        sec.figures.append(_fig(lambda p, t=tap, mt=mt: plot_spectrum(mt, t, p), scratch, f"spectrum_{i}",
+                                f"{tap}: eigen-spectrum and noise share over epochs"))
+    rows = []
+    for metric in ("effective_rank", "participation_ratio", "stable_rank", "segregation"):
+        sel = m[(m["probe"] == "spectral") & (m["metric"] == metric) & (m["index"] == -1)]
+        for tap, g in sel.groupby("tap", sort=False):
+            g = g.sort_values("epoch")
+            rows.append({"tap": tap, "metric": metric, "epoch 0": float(g["value"].iloc[0]),
+                         "final": float(g["value"].iloc[-1])})
+    if rows:
+        sec.tables.append(table_html(pd.DataFrame(rows)))
+    return sec
+
+
+def rank_risk(m: pd.DataFrame, scratch: Path) -> Section:
+    sec = Section("rank-risk", "Rank-risk curves",
+                  "Accuracy of a linear read-out on the top-d principal directions (and of the original "
+                  "head on the top-d projection) against d, per probed epoch, on noisy validation and "
+                  "clean test; dots mark d* chosen on noisy validation.")
+    if not _has(m, "spectral", "probe_acc"):
+        sec.missing = NO_SPECTRAL
+        return sec
+    from noisescope.spectral.plots import plot_rank_risk, spectral_taps
+
+    m = m[m["probe"] == "spectral"]
+    taps = [t for t in spectral_taps(m) if _has(m[m["tap"] == t], "spectral", "probe_acc")]
+    for i, tap in enumerate(taps):
+        mt = m[m["tap"] == tap]
+        sec.figures.append(_fig(lambda p, t=tap, mt=mt: plot_rank_risk(mt, t, p), scratch, f"rank_risk_{i}",
+                                f"{tap}: rank-risk curves over epochs"))
+    return sec
+
+
+METHOD_LABELS = {
+    "final": "final model",
+    "early_stop": "early stopping (best noisy val)",
+    "truncated_final": "truncated final model",
+    "truncated_early": "truncated early-stopped model",
+    "probe_best_tap": "spectral probe, best tap",
+}
+
+
+D_FORMAT = {"d_mean": "{:.1f}", "n_seeds": "{:.0f}"}
+
+
+def comparison_table(frames: list[pd.DataFrame]) -> pd.DataFrame:
+    """Mean and spread over seeds of each method (see spectral.compare.summarize_seeds)."""
+    from noisescope.spectral.compare import summarize_seeds
+
+    t = summarize_seeds(frames)
+    t.insert(1, "what", [METHOD_LABELS.get(x, x) for x in t["method"]])
+    return t
+
+
+def truncation(frames: list[pd.DataFrame], note: str = "") -> Section:
+    """The truncation vs early stopping table for one run (one frame) or a group of seeds."""
+    sec = Section("truncation", "Truncation vs early stopping",
+                  "Clean test accuracy of the final model, of early stopping, and of explicit spectral "
+                  "truncation (original head on the top-d projection of φ, d chosen on noisy validation), "
+                  "mean and sample standard deviation over seeds.")
+    frames = [f for f in frames if len(f)]
+    if not frames:
+        sec.missing = NO_DYNAMICS
+        return sec
+    methods = set(pd.concat(frames)["method"])
+    if "truncated_final" not in methods:
+        sec.notes.append("Truncation rows are absent: " + NO_SPECTRAL + ".")
+    if note:
+        sec.notes.append(note)
+    sec.tables.append(table_html(comparison_table(frames), formats=D_FORMAT))
+    return sec
+
+
+def run_sections(m: pd.DataFrame, summary: dict[str, Any], scratch: Path, title: str = "",
+                 progress: Callable[[str], None] | None = None) -> list[Section]:
+    """Every section of one run, in report order."""
+    scratch.mkdir(parents=True, exist_ok=True)
+    steps: list[tuple[str, Callable[[], Section]]] = [
+        ("dynamics", lambda: dynamics(m, summary, scratch, title)),
+        ("separation", lambda: separation(m, scratch, title)),
+        ("large activations", lambda: large_activation(m, scratch, title)),
+        ("test alignment", lambda: alignment(m, scratch, title)),
+        ("spectrum", lambda: spectrum(m, scratch)),
+        ("rank-risk", lambda: rank_risk(m, scratch)),
+        ("truncation", lambda: truncation([comparison_rows(m)],
+                                          "One run: the spread over seeds needs a sweep over train.seed.")),
+    ]
+    out = []
+    for name, build in steps:
+        try:
+            out.append(build())
+        except Exception as exc:  # a figure that cannot be drawn must not sink the whole report
+            out.append(Section(name.replace(" ", "-"), name.capitalize(),
+                               missing=f"could not be built: {type(exc).__name__}: {exc}"))
+        if progress:
+            progress(name)
+    return out
+
+
+def finite(v: float) -> bool:
+    return v is not None and not (isinstance(v, float) and (math.isnan(v) or math.isinf(v)))
