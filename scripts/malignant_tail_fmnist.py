@@ -29,7 +29,7 @@ import pandas as pd
 import torch
 
 from noisescope.config import TrainConfig
-from noisescope.data import load_dataset
+from noisescope.data import load_dataset, normalize
 from noisescope.data.noisy import make_noisy_dataset
 from noisescope.models import build_model
 from noisescope.probes.dynamics import DynamicsProbe
@@ -58,7 +58,7 @@ def effective_ranks(model, data, batch_size: int = 2048) -> dict[str, float]:
 
 def run_one(noise: str, rate: float, seed: int, max_epochs: int, memorized: float, er_every: int) -> dict:
     ds = load_dataset("fashion_mnist", subset=10_000, seed=seed)
-    data = make_noisy_dataset(ds, noise, rate=rate, val_fraction=0.1, seed=seed)
+    data, _ = normalize(make_noisy_dataset(ds, noise, rate=rate, val_fraction=0.1, seed=seed))
     torch.manual_seed(seed)
     model = build_model("mlp", data.input_shape, data.num_classes, widths=[512, 512, 512])
     cfg = TrainConfig(optimizer="adam", lr=1e-3, batch_size=128, epochs=max_epochs, seed=seed, device="cpu")

@@ -95,6 +95,17 @@ class Run:
     def checkpoints(self) -> dict[int, Path]:
         return self.store.checkpoints()
 
+    def checkpoint_epochs(self, epochs: list[int] | None = None) -> list[int]:
+        """The saved epochs to recompute a probe on: all (None) or the given ones, validated."""
+        saved = self.checkpoints()
+        if not saved:
+            raise FileNotFoundError(f"{self.path} has no checkpoints to probe")
+        chosen = sorted(saved) if epochs is None else sorted(set(epochs))
+        missing = [e for e in chosen if e not in saved]
+        if missing:
+            raise ValueError(f"no checkpoint for epoch(s) {missing}; saved epochs: {sorted(saved)}")
+        return chosen
+
     @cached_property
     def data(self) -> NoisyDataset:
         """The run's noisy dataset, rebuilt deterministically from its config."""

@@ -36,13 +36,7 @@ def recompute(run_path: str | Path, epochs: list[int] | None = None,
     from noisescope.run import load_run
 
     run = load_run(run_path)
-    saved = run.checkpoints()
-    if not saved:
-        raise FileNotFoundError(f"{run_path} has no checkpoints to recompute signals from")
-    chosen = sorted(saved) if epochs is None else sorted(set(epochs))
-    missing = [e for e in chosen if e not in saved]
-    if missing:
-        raise ValueError(f"no checkpoint for epoch(s) {missing}; saved epochs: {sorted(saved)}")
+    chosen = run.checkpoint_epochs(epochs)
     opts = dict(run.config.probe.options.get("signals", {}))
     opts.update(options)
     probe = SignalsProbe(**opts)

@@ -48,13 +48,7 @@ def probe_run(
     Existing ``spectral`` rows of the recomputed epochs are replaced. Returns the new rows.
     """
     run = load_run(path)
-    ckpts = run.checkpoints()
-    if not ckpts:
-        raise FileNotFoundError(f"{run.path} has no checkpoints to probe")
-    chosen = sorted(ckpts) if epochs is None else sorted(set(epochs))
-    missing = [e for e in chosen if e not in ckpts]
-    if missing:
-        raise ValueError(f"no checkpoint for epoch(s) {missing}; saved epochs: {sorted(ckpts)}")
+    chosen = run.checkpoint_epochs(epochs)
     probe = probe or SpectralProbe()
     dev = torch.device(device)
     rows = []
