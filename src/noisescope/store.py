@@ -37,6 +37,9 @@ from safetensors.torch import load_file, save_file
 
 from noisescope.probes.base import COLUMNS, DTYPES, Row, rows_to_frame
 
+_UMASK = os.umask(0)
+os.umask(_UMASK)
+
 
 def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
     """Call ``write(tmp_path)`` then rename onto ``path`` (same directory, so atomic)."""
@@ -46,6 +49,7 @@ def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
     os.close(fd)
     try:
         write(Path(tmp))
+        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; give the usual permissions
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
