@@ -99,3 +99,18 @@ def test_override_parsing():
         load_config(None, ["train.lr"])
     with pytest.raises(ConfigError, match="neither a file nor a preset"):
         load_config("no_such_preset")
+
+
+def test_run_with_tensorboard_logger(tmp_path):
+    pytest.importorskip("tensorboard")
+    args = ["run", "synthetic_demo", "--quiet", "--logger", "tensorboard"]
+    for s in [*SMALL, f"run.root='{tmp_path / 'runs'}'", "run.name='tb'"]:
+        args += ["--set", s]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    events = list((tmp_path / "runs" / "tb" / "tensorboard").rglob("events.out.tfevents.*"))
+    assert events and events[0].stat().st_size > 0
+    bad = runner.invoke(app, ["run", "synthetic_demo", "--logger", "wandb", "--set", f"run.root='{tmp_path}'",
+                              *sum((["--set", s] for s in SMALL), [])])
+    assert bad.exit_code == 2 and "wandb" in bad.output
+    assert not any((tmp_path).glob("demo-*"))

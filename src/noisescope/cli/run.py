@@ -19,8 +19,10 @@ def _fmt(v: float) -> str:
     return "-" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.3f}"
 
 
-def execute(cfg: Config, quiet: bool = False) -> Path:
-    """Validate, train with a progress bar, print the summary table; return the run dir."""
+def execute(cfg: Config, quiet: bool = False, loggers: list[str] | None = None) -> Path:
+    """Validate, train with a progress bar, print the summary table; return the run dir.
+
+    ``loggers`` (``"tensorboard"``, ``"mlflow"``) receive the same rows as the run's table."""
     from noisescope.experiment import prepare, run_experiment
     from noisescope.run import load_run
 
@@ -57,10 +59,26 @@ def execute(cfg: Config, quiet: bool = False) -> Path:
                 line = "  ".join(f"{k} {v}" for k, v in fields.items())
                 console.print(f"epoch {r.epoch}/{cfg.train.epochs}  {line}")
 
+        callbacks: list = [on_epoch]
+        if loggers:
+            from noisescope.loggers import LOGGERS, make_loggers
+
+            unknown = [n for n in loggers if n not in LOGGERS]
+            if unknown:
+                fail(f"--logger {unknown[0]!r}: choose from {', '.join(LOGGERS)}")
+            try:
+                callbacks.append(make_loggers(loggers, prepared.path, cfg))
+            except ImportError as exc:
+                fail(f"--logger: {exc}; install it with pip install 'noisescope[loggers]'")
+        from noisescope.loggers import LoggerGroup
+
+        group = LoggerGroup(callbacks)
         try:
-            path = run_experiment(cfg, on_epoch=on_epoch, prepared=prepared)
+            path = run_experiment(cfg, on_epoch=group, prepared=prepared)
         except ConfigError as exc:
             fail(str(exc))
+        finally:
+            group.close()
     print_summary(load_run(path).summary, title=str(path))
     return path
 
@@ -88,13 +106,14 @@ def register(app: typer.Typer) -> None:
         config: Annotated[str, typer.Argument(help="TOML config file or preset name")],
         set_: Annotated[list[str] | None, typer.Option("--set", help="override: section.key=value")] = None,
         quiet: Annotated[bool, typer.Option(help="no progress bar")] = False,
+        logger: Annotated[list[str] | None, typer.Option(help="also log to tensorboard / mlflow")] = None,
     ) -> None:
         """Train and probe one experiment; resumes an interrupted run with the same config."""
         try:
             cfg = load_config(config, set_ or [])
         except ConfigError as exc:
             fail(str(exc))
-        path = execute(cfg, quiet=quiet)
+        path = execute(cfg, quiet=quiet, loggers=logger)
         _figure(path)
 
     @app.command()
