@@ -16,6 +16,16 @@ def make_blobs(n: int, dim: int, classes: int, seed: int) -> tuple[torch.Tensor,
     return x, y
 
 
+@pytest.fixture(scope="module")
+def one_thread():
+    """Tiny tensors gain nothing from threads, and spinning threads suffer on a shared CPU.
+    Use with ``pytestmark = pytest.mark.usefixtures("one_thread")``."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture
 def tiny_noisy() -> NoisyDataset:
     """600 train / 100 val / 200 test samples, 16 dims, 4 classes, 30% of train labels flipped."""

@@ -15,14 +15,7 @@ from noisescope.models.vit import build_vit
 from noisescope.models.wideresnet import build_wideresnet, build_wrn28
 from noisescope.taps import capture
 
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny tensors gain nothing from threads, and spinning threads suffer on a shared CPU."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 def up(n: int, times: int) -> int:
     """Spatial size after ``times`` halvings that round up."""

@@ -12,14 +12,7 @@ from noisescope.augment import Augment, draw_params, hflip, random_crop
 from noisescope.data.transforms import Normalizer
 from noisescope.pipeline import TensorPipeline
 
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny tensors gain nothing from threads, and spinning threads suffer on a shared CPU."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def images(n: int = 50, c: int = 3, h: int = 8, w: int = 6, seed: int = 0) -> torch.Tensor:

@@ -17,10 +17,7 @@ PNG = b"\x89PNG\r\n\x1a\n"
 
 
 @pytest.fixture(scope="module")
-def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    import torch
-
-    torch.set_num_threads(1)
+def tiny_run(tmp_path_factory: pytest.TempPathFactory, one_thread: None) -> Path:
     root = tmp_path_factory.mktemp("runs")
     cfg = load_config(None, [
         'data.name="synthetic"', "data.options={n=300, n_test=100, dim=20, k_star=4, num_classes=4}",
