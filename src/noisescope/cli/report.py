@@ -6,11 +6,8 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 
-from noisescope.cli.run import fail
-
-console = Console()
+from noisescope.cli.common import console, fail
 
 
 def register(app: typer.Typer) -> None:

@@ -139,6 +139,10 @@ def register(app: typer.Typer) -> None:
         fig = _figure(path)
         console.print(f"figure: [bold]{fig}[/]")
         _demo_repair(path)
+        from noisescope.report import build_report
+
+        report = build_report(path, progress=console.is_terminal)
+        console.print(f"report: [bold]{report}[/] (self-contained HTML: open it in any browser)")
 
     @app.command()
     def runs(root: Annotated[str, typer.Argument(help="directory holding runs")] = "runs") -> None:

@@ -8,14 +8,11 @@ from typing import Annotated
 
 import pandas as pd
 import typer
-from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from noisescope.cli.run import fail
+from noisescope.cli.common import console, fail
 from noisescope.config import ConfigError
-
-console = Console()
 
 HEADLINE = [("final_test_acc", "final test"), ("early_stop_test_acc", "early-stop test"),
             ("final_noisy_train_obs_acc", "memorized"), ("double_descent", "double descent")]

@@ -92,8 +92,14 @@ def plot_rank_risk(metrics: pd.DataFrame, tap: str, path: str | Path, max_curves
     return _save(fig, path)
 
 
-def plot_spectrum(metrics: pd.DataFrame, tap: str, path: str | Path, max_curves: int = 12) -> Path:
-    """Eigenvalues lambda_k (log-log) and noise share rho_k over epochs, with the noise rate."""
+def plot_spectrum(
+    metrics: pd.DataFrame, tap: str, path: str | Path, max_curves: int = 12, rel_floor: float = 1e-6
+) -> Path:
+    """Eigenvalues lambda_k (log-log) and noise share rho_k over epochs, with the noise rate.
+
+    Components with lambda_k <= rel_floor * lambda_1 are numerically zero (e.g. dead ReLU
+    units); they are left out of both panels, where rho_k would be 0/0 noise.
+    """
     eig = _sel(metrics, "eigval", tap)
     _require(eig, "eigval")
     share = _sel(metrics, "noise_share", tap)
@@ -103,10 +109,11 @@ def plot_spectrum(metrics: pd.DataFrame, tap: str, path: str | Path, max_curves:
     for i, e in enumerate(epochs):
         color = cmap(i / max(1, len(epochs) - 1))
         cur = eig[eig["epoch"] == e].sort_values("index")
-        pos = cur[cur["value"] > 0]
+        pos = cur[cur["value"] > rel_floor * cur["value"].max()]
         axes[0, 0].plot(pos["index"], pos["value"], color=color, lw=1.2, label=f"epoch {e}")
         if not share.empty:
             s = share[share["epoch"] == e].sort_values("index")
+            s = s[s["index"].isin(pos["index"])]
             axes[0, 1].plot(s["index"], s["value"], color=color, lw=1.0)
     axes[0, 0].set(xscale="log", yscale="log", xlabel="component k", ylabel="eigenvalue lambda_k",
                    title=f"{tap}: eigen-spectrum")
