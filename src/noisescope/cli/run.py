@@ -121,7 +121,7 @@ def register(app: typer.Typer) -> None:
         root: Annotated[str, typer.Option(help="where the run directory goes")] = "runs",
         epochs: Annotated[int | None, typer.Option(help="override the preset's epochs")] = None,
     ) -> None:
-        """The main job: memorization of 40% symmetric noise on Fashion-MNIST, with its figure."""
+        """The main job: 40% label noise memorized on Fashion-MNIST, repaired by truncation, with its report."""
         from noisescope.data import DatasetNotFoundError, load_dataset
 
         preset = "fmnist_demo"
