@@ -28,6 +28,7 @@ import torch
 
 from noisescope.data.base import NoisyDataset
 from noisescope.models.base import TappedModel
+from noisescope.probes.dynamics import loss_and_accuracy, predict_logits
 from noisescope.spectral.analysis import INPUT_TAP, TapAnalysis, analyse
 
 COLUMNS = ["method", "epoch", "tap", "d", "val_acc", "test_acc"]
@@ -39,19 +40,9 @@ def model_accuracy(
 ) -> tuple[float, float]:
     """(noisy-validation accuracy against observed labels, clean test accuracy)."""
     device = device or next(model.parameters()).device
-    was = model.training
-    model.eval()
-    try:
-        out = []
-        for x, y in ((data.x_val, data.y_val), (data.x_test, data.y_test)):
-            correct = 0
-            for s in range(0, len(x), batch_size):
-                pred = model(x[s : s + batch_size].to(device)).argmax(1).cpu()
-                correct += int((pred == y[s : s + batch_size].cpu()).sum())
-            out.append(correct / max(1, len(x)))
-    finally:
-        model.train(was)
-    return out[0], out[1]
+    val = loss_and_accuracy(predict_logits(model, data.x_val, batch_size, device), data.y_val)[1]
+    test = loss_and_accuracy(predict_logits(model, data.x_test, batch_size, device), data.y_test)[1]
+    return val, test
 
 
 def _row(method: str, epoch: int | None, tap: str, d: int, val: float, test: float) -> dict:
