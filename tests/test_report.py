@@ -169,7 +169,6 @@ def sweep_report(full_run, tmp_path_factory):
     the accuracies scaled per run (so the seeds differ); the report of it, one run in detail."""
     from test_sweep import BASE
 
-    from noisescope.store import atomic_write
     from noisescope.sweep import sweep_from_dict
     from noisescope.sweep.runner import run_dir, write_manifest
 
@@ -186,7 +185,7 @@ def sweep_report(full_run, tmp_path_factory):
         m = full_run.metrics()
         acc = m["metric"].isin(["acc", "trunc_acc_d_star", "probe_acc_d_star"])
         m.loc[acc, "value"] *= 1.0 - 0.07 * i
-        atomic_write(store.path / "metrics.parquet", lambda f, m=m: m.to_parquet(f, index=False))
+        store.compact(m)  # replaces the copied table (and any parts) with the scaled one
         store.write_json("summary.json", summarize(m))
     return spec, build_report(spec.directory, progress=False, max_runs=1)
 

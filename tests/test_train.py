@@ -177,3 +177,22 @@ def test_best_validation_checkpoint_is_kept(tiny_noisy, tmp_path):
     m = store.metrics()
     rec = m[(m.epoch == best) & (m.subset == "val") & (m.metric == "acc")]["value"].item()
     assert acc == pytest.approx(rec, abs=1e-7)
+
+
+def test_metrics_are_appended_per_epoch_and_compacted(tiny_noisy, tmp_path):
+    from noisescope.probes.base import Row
+
+    store = RunStore(tmp_path / "r")
+    _trainer(tiny_noisy, store, epochs=3).fit()
+    parts = sorted(store.parts_dir.glob("*.parquet"))
+    assert len(parts) == 4  # epochs 0..3, one small file each: the table is never rewritten
+    before = store.metrics()
+    store.compact()
+    assert not list(store.parts_dir.glob("*.parquet")) and store.metrics_path.exists()
+    after = store.metrics()
+    np.testing.assert_array_equal(before["value"].to_numpy(), after["value"].to_numpy())
+    # a kill between writing metrics.parquet and deleting a part leaves a duplicate: read once
+    store.append_metrics([Row(3, "dynamics", "acc", 0.25, subset="test")])
+    m = store.metrics()
+    assert len(m) == len(after)
+    assert m[(m.epoch == 3) & (m.subset == "test") & (m.metric == "acc")]["value"].item() == 0.25

@@ -141,6 +141,7 @@ def run_experiment(
         raise
     from noisescope.run import summarize
 
+    store.compact()
     store.write_json("summary.json", summarize(store.metrics()))
     store.set_status("complete", cfg.train.epochs)
     return p.path

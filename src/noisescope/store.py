@@ -8,7 +8,9 @@ Layout::
       noise.json        the realized noise: model, params, rate, C x C transition counts
       status.json       {"state": "running"|"complete"|"failed", "epoch": last finished epoch}
       metrics.parquet   the tidy table of probes/base.py (epoch, probe, tap, subset, metric,
-                        index, value)
+                        index, value); while a run trains, each epoch's rows go to a small
+                        file in metrics.parts/ (no rewrite of the whole table), merged into
+                        metrics.parquet when the run completes (RunStore.compact)
       summary.json      headline numbers written when the run completes
       checkpoints/
         epoch_0000.safetensors   model weights at chosen epochs (state_dict)
@@ -35,7 +37,7 @@ import pandas as pd
 import torch
 from safetensors.torch import load_file, save_file
 
-from noisescope.probes.base import COLUMNS, DTYPES, Row, rows_to_frame
+from noisescope.probes.base import COLUMNS, DTYPES, KEY, Row, rows_to_frame
 
 _UMASK = os.umask(0)
 os.umask(_UMASK)
@@ -148,33 +150,62 @@ class RunStore:
         self.write_json("status.json", {"state": state, "epoch": int(epoch), **extra})
 
     # -- metrics -----------------------------------------------------------------------
+    @property
+    def metrics_path(self) -> Path:
+        return self.path / "metrics.parquet"
+
+    @property
+    def parts_dir(self) -> Path:
+        return self.path / "metrics.parts"
+
+    def _parts(self) -> list[Path]:
+        return sorted(self.parts_dir.glob("*.parquet"))
+
+    def has_metrics(self) -> bool:
+        return self.metrics_path.exists() or bool(self._parts())
+
     def metrics(self) -> pd.DataFrame:
-        p = self.path / "metrics.parquet"
-        if not p.exists():
+        """The whole table: ``metrics.parquet`` plus the parts appended since its last compaction.
+
+        Rows are unique on (epoch, probe, tap, subset, metric, index); if a kill left a part
+        that the compacted file already holds, the later copy wins.
+        """
+        files = ([self.metrics_path] if self.metrics_path.exists() else []) + self._parts()
+        if not files:
             return pd.DataFrame({c: pd.Series(dtype=DTYPES[c]) for c in COLUMNS})
-        return pd.read_parquet(p).astype(DTYPES)
+        frame = pd.concat([pd.read_parquet(f) for f in files], ignore_index=True).astype(DTYPES)
+        if len(files) > 1:
+            frame = frame.drop_duplicates(KEY, keep="last").reset_index(drop=True)
+        return frame
 
     def append_metrics(self, rows: list[Row]) -> None:
-        """Add rows; rewrites the Parquet file atomically (tables here are small)."""
+        """Add rows as a new part file: O(rows), whatever the table's size (the training loop
+        appends once per epoch). :meth:`compact` merges the parts into ``metrics.parquet``."""
         if not rows:
             return
-        frame = pd.concat([self.metrics(), rows_to_frame(rows)], ignore_index=True)
-        self._write_metrics(frame)
+        frame = rows_to_frame(rows)
+        name = f"{len(self._parts()):08d}.parquet"
+        atomic_write(self.parts_dir / name, lambda p: frame.to_parquet(p, index=False))
+
+    def compact(self, frame: pd.DataFrame | None = None) -> None:
+        """Write the table (default: the current one) as one ``metrics.parquet`` and drop the parts."""
+        frame = self.metrics() if frame is None else frame
+        parts = self._parts()
+        atomic_write(self.metrics_path, lambda p: frame.to_parquet(p, index=False))
+        for part in parts:
+            part.unlink(missing_ok=True)
 
     def replace_metrics(self, probe: str, epochs: list[int], rows: list[Row]) -> None:
         """Replace the rows of ``probe`` at ``epochs`` by ``rows`` (recomputing a probe offline)."""
         old = self.metrics()
         keep = old[~((old["probe"] == probe) & old["epoch"].isin(list(epochs)))]
-        self._write_metrics(pd.concat([keep, rows_to_frame(rows)], ignore_index=True).astype(DTYPES))
+        self.compact(pd.concat([keep, rows_to_frame(rows)], ignore_index=True).astype(DTYPES))
 
     def truncate_metrics(self, after_epoch: int) -> None:
         """Drop rows with epoch > after_epoch (used when resuming)."""
         frame = self.metrics()
         if len(frame) and int(frame["epoch"].max()) > after_epoch:
-            self._write_metrics(frame[frame["epoch"] <= after_epoch].reset_index(drop=True))
-
-    def _write_metrics(self, frame: pd.DataFrame) -> None:
-        atomic_write(self.path / "metrics.parquet", lambda p: frame.to_parquet(p, index=False))
+            self.compact(frame[frame["epoch"] <= after_epoch].reset_index(drop=True))
 
     # -- checkpoints -------------------------------------------------------------------
     def save_weights(self, model: torch.nn.Module, epoch: int) -> Path:

@@ -152,9 +152,9 @@ class Trainer:
         rows = self.run_probes(epoch) if epoch in self.probe_at else []
         if self.store is not None:
             self._keep_best_val(epoch, rows)
-            self.store.append_metrics(rows)
-            self.store.append_metrics([Row(epoch, "train", "loss", train_loss, subset="train_running"),
-                                       Row(epoch, "train", "lr", lr)] if epoch > 0 else [])
+            train_rows = [Row(epoch, "train", "loss", train_loss, subset="train_running"),
+                          Row(epoch, "train", "lr", lr)] if epoch > 0 else []
+            self.store.append_metrics(rows + train_rows)
             if epoch in self.checkpoint_at:
                 self.store.save_weights(self.model, epoch)
             self.store.save_resume(self.model, self.optimizer, epoch)

@@ -28,6 +28,7 @@ from noisescope.data.base import NoisyDataset
 from noisescope.models.base import TappedModel
 
 COLUMNS = ["epoch", "probe", "tap", "subset", "metric", "index", "value"]
+KEY = COLUMNS[:-1]  # each number is identified by these columns
 DTYPES = {
     "epoch": "int64",
     "probe": "string",

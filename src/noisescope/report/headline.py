@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from noisescope.run import dynamics_curve, summarize
+from noisescope.run import best_val_epoch, dynamics_curve, summarize
 
 COMPARISON_COLUMNS = ["method", "epoch", "tap", "d", "val_acc", "test_acc"]
 
@@ -63,7 +63,8 @@ def comparison_rows(m: pd.DataFrame) -> pd.DataFrame:
     tap = feature_tap(m) or ""
     rows.append(dict(method="final", epoch=last, tap=tap, d=np.nan,
                      val_acc=float(val.get(last, np.nan)), test_acc=float(test[last])))
-    best = int(val.index[int(np.nanargmax(val.to_numpy()))]) if not val.empty else None
+    best_val = best_val_epoch(m)
+    best = best_val[0] if best_val is not None else None
     if best is not None:
         rows.append(dict(method="early_stop", epoch=best, tap=tap, d=np.nan,
                          val_acc=float(val[best]), test_acc=float(test.get(best, np.nan))))

@@ -69,10 +69,8 @@ def early_stop_epoch(run: Run, device: str | torch.device = "cpu") -> tuple[int,
     epoch over every probed epoch (its checkpoint may not have been kept), or None.
     """
     ckpts = sorted(run.checkpoints())
-    m = run.metrics
-    val = m[(m["probe"] == "dynamics") & (m["subset"] == "val") & (m["metric"] == "acc")]
-    val = val.set_index("epoch")["value"]
-    best = best_val_epoch(m)
+    val = run.curve("val")
+    best = best_val_epoch(run.metrics)
     best_any = best[0] if best is not None else None
     scores = {}
     for e in ckpts:

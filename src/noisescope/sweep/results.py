@@ -93,7 +93,7 @@ def sweep_table(sweep_dir: str | Path) -> pd.DataFrame:
         store = RunStore(run_dir(sweep_dir, rec["run"]))
         status = store.status()
         summary = store.read_json("summary.json")
-        if summary is None and (store.path / "metrics.parquet").exists():
+        if summary is None and store.has_metrics():
             summary = summarize(store.metrics())
         rows.append({**rec, "state": status.get("state", "missing"), "epoch": status.get("epoch", -1),
                      **_flat_summary(summary or {}), "error": status.get("error", "")})
