@@ -194,6 +194,8 @@ class RunStore:
         atomic_write(self.metrics_path, lambda p: frame.to_parquet(p, index=False))
         for part in parts:
             part.unlink(missing_ok=True)
+        if self.parts_dir.is_dir() and not any(self.parts_dir.iterdir()):
+            self.parts_dir.rmdir()
 
     def replace_metrics(self, probe: str, epochs: list[int], rows: list[Row]) -> None:
         """Replace the rows of ``probe`` at ``epochs`` by ``rows`` (recomputing a probe offline)."""
