@@ -21,7 +21,7 @@ import torch
 from noisescope.data.base import NoisyDataset
 from noisescope.models.mlp import build_mlp
 from noisescope.probes.base import ProbeContext
-from noisescope.signals.probe import SignalsProbe
+from noisescope.probes.signals import SignalsProbe
 
 
 def make_data(n_train: int, n_test: int, classes: int = 10, seed: int = 0) -> NoisyDataset:

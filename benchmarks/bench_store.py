@@ -13,8 +13,9 @@ import time
 
 import pandas as pd
 
-from noisescope.probes.base import Row, rows_to_frame
-from noisescope.store import RunStore, atomic_write
+from noisescope.io import atomic_write
+from noisescope.metrics import Row, rows_to_frame
+from noisescope.runs.store import RunStore
 
 
 def main() -> None:

@@ -24,7 +24,7 @@ from noisescope.models import build_model
 from noisescope.pipeline import TensorPipeline
 from noisescope.probes.base import ProbeContext
 from noisescope.probes.dynamics import DynamicsProbe
-from noisescope.train import make_optimizer, train_epoch
+from noisescope.training.loop import make_optimizer, train_epoch
 
 
 def bare_epoch(model, opt, x, y, batch_size, epoch):

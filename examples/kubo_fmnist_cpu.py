@@ -26,10 +26,12 @@ import pandas as pd
 import torch
 
 from noisescope.config import load_config
-from noisescope.experiment import prepare, run_experiment
-from noisescope.run import dynamics_curve, load_run
-from noisescope.signals.plots import plot_signals, signal_table, tap_order
-from noisescope.store import atomic_write
+from noisescope.io import atomic_write
+from noisescope.metrics import dynamics_curve
+from noisescope.runs.build import prepare
+from noisescope.runs.lifecycle import run_experiment
+from noisescope.runs.run import load_run
+from noisescope.report.signals_figures import plot_signals, signal_table, tap_order
 
 ROOT = Path(__file__).resolve().parents[1]
 DOC = ROOT / "docs" / "results" / "internal_signals.md"

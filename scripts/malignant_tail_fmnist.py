@@ -33,11 +33,11 @@ from noisescope.data import load_dataset, normalize
 from noisescope.data.noisy import make_noisy_dataset
 from noisescope.models import build_model
 from noisescope.probes.dynamics import DynamicsProbe
-from noisescope.spectral.analysis import feature_source
 from noisescope.spectral.compare import compare_truncation, summarize_seeds
 from noisescope.spectral.rank import effective_rank
 from noisescope.spectral.stats import FeatureStats
-from noisescope.train import Trainer
+from noisescope.taps import feature_source
+from noisescope.training.loop import Trainer
 
 OUT = Path(__file__).resolve().parents[1] / "docs" / "results" / "malignant_tail.md"
 
@@ -191,7 +191,7 @@ def main() -> None:
                       f"(x{er[e_final][feat] / nearest(er, e_early)[feat]:.2f})")
         print("```")
     if not a.no_write:
-        from noisescope.store import atomic_write
+        from noisescope.io import atomic_write
 
         atomic_write(Path(a.out), lambda p: p.write_text(buf.getvalue()))
         print(f"written to {a.out}")

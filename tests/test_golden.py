@@ -39,4 +39,5 @@ def test_a_golden_run_reproduces_every_recorded_metric_to_1e_6(name, tmp_path):
     a, b = merged["value_gold"].to_numpy(float), merged["value_now"].to_numpy(float)
     same = np.isclose(a, b, rtol=1e-6, atol=1e-6) | (np.isnan(a) & np.isnan(b)) | (a == b)
     bad = merged[~same]
-    assert bad.empty, f"{len(bad)} rows differ, e.g. {bad[[*KEY, 'value_gold', 'value_now']].head(5).to_dict('records')}"
+    example = bad[[*KEY, "value_gold", "value_now"]].head(5).to_dict("records")
+    assert bad.empty, f"{len(bad)} rows differ, e.g. {example}"

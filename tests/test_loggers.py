@@ -6,12 +6,12 @@ from __future__ import annotations
 import pytest
 import torch
 
-from noisescope.loggers import make_loggers, metric_key, replay, scalars
+from noisescope.metrics import Row
 from noisescope.models import build_model
-from noisescope.probes.base import Row
 from noisescope.probes.dynamics import DynamicsProbe
-from noisescope.store import RunStore
-from noisescope.train import EpochReport, Trainer
+from noisescope.runs.loggers import make_loggers, metric_key, replay, scalars
+from noisescope.runs.store import RunStore
+from noisescope.training.loop import EpochReport, Trainer
 
 
 def _train(data, store, on_epoch, epochs=3):
@@ -75,7 +75,7 @@ def test_mlflow_gets_the_stored_rows_and_resumes(tiny_noisy, tmp_path, monkeypat
     from mlflow.tracking import MlflowClient
 
     from noisescope.config import Config
-    from noisescope.loggers import MLflowLogger, flatten_config
+    from noisescope.runs.loggers import MLflowLogger, flatten_config
 
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     uri = (tmp_path / "mlruns").as_uri()

@@ -18,12 +18,12 @@ import torch
 from noisescope.config import Config
 from noisescope.models import build_model
 from noisescope.probes import make_probe
+from noisescope.probes.dynamics import summarize
 from noisescope.report import build_report
 from noisescope.report.headline import comparison_rows, headline
 from noisescope.report.sections import comparison_table
-from noisescope.run import summarize
-from noisescope.store import RunStore
-from noisescope.train import Trainer
+from noisescope.runs.store import RunStore
+from noisescope.training.loop import Trainer
 
 RUN_SECTIONS = ["dynamics", "separation", "large-activation", "alignment", "spectrum", "rank-risk", "truncation"]
 FIGURE_SECTIONS = ["dynamics", "separation", "large-activation", "alignment", "spectrum", "rank-risk"]

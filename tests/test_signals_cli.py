@@ -9,9 +9,10 @@ import pytest
 from typer.testing import CliRunner
 
 from noisescope.config import load_config
-from noisescope.experiment import run_experiment
-from noisescope.signals.offline import load_signals, recompute
-from noisescope.signals.plots import plot_signals, signal_table
+from noisescope.metrics import select
+from noisescope.runs.replay import replay
+from noisescope.runs.lifecycle import run_experiment
+from noisescope.report.signals_figures import plot_signals, signal_table
 
 PNG = b"\x89PNG\r\n\x1a\n"
 
@@ -31,7 +32,7 @@ def tiny_run(tmp_path_factory: pytest.TempPathFactory, one_thread: None) -> Path
 
 
 def test_tables_and_figures_from_run_metrics(tiny_run: Path, tmp_path: Path) -> None:
-    from noisescope.run import load_run
+    from noisescope.runs.run import load_run
 
     metrics = load_run(tiny_run).metrics
     table = signal_table(metrics, "separation", "by_true")
@@ -45,18 +46,18 @@ def test_tables_and_figures_from_run_metrics(tiny_run: Path, tmp_path: Path) -> 
         assert p.read_bytes()[:8] == PNG
 
 
-def test_recompute_from_checkpoints_matches_live_probe(tiny_run: Path) -> None:
-    from noisescope.run import load_run
+def test_a_replay_from_checkpoints_matches_the_live_probe(tiny_run: Path) -> None:
+    from noisescope.runs.run import load_run
 
-    live = load_run(tiny_run).metrics
-    live = live[live.probe == "signals"].reset_index(drop=True)
-    again = recompute(tiny_run)
-    assert (tiny_run / "signals.parquet").exists()
-    # same weights, same data, same options -> same numbers (the state carries over epochs too)
-    pd.testing.assert_frame_equal(again, live, check_exact=False, rtol=1e-5, atol=1e-7)
-    pd.testing.assert_frame_equal(load_signals(tiny_run), again)
+    live = select(load_run(tiny_run).metrics, probe="signals").sort_values(["epoch", "tap", "metric", "subset", "index"])
+    again = replay(tiny_run, ["signals"]).sort_values(["epoch", "tap", "metric", "subset", "index"])
+    # same weights, same data, same options -> same numbers (the tracked neuron carries over epochs too)
+    pd.testing.assert_frame_equal(again.reset_index(drop=True), live.reset_index(drop=True),
+                                  check_exact=False, rtol=1e-5, atol=1e-7)
+    stored = select(load_run(tiny_run).metrics, probe="signals")
+    assert len(stored) == len(live)  # replaced, not appended
     with pytest.raises(ValueError, match="no checkpoint"):
-        recompute(tiny_run, epochs=[99])
+        replay(tiny_run, ["signals"], epochs=[99])
 
 
 def test_cli_signals_prints_tables_and_writes_figures(tiny_run: Path, tmp_path: Path) -> None:

@@ -10,12 +10,13 @@ import torch
 from torch import nn
 
 from noisescope.data.base import NoisyDataset
+from noisescope.metrics import rows_to_frame
 from noisescope.models.base import wrap_model
 from noisescope.models.mlp import MLP
 from noisescope.probes import make_probe
-from noisescope.probes.base import ProbeContext, rows_to_frame
+from noisescope.probes.base import ProbeContext
+from noisescope.probes.signals import SignalsProbe
 from noisescope.signals.large_activation import MEDIAN_REL_ERROR
-from noisescope.signals.probe import SignalsProbe
 from noisescope.taps import taps_of_type
 
 C = 3

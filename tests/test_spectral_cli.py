@@ -10,10 +10,10 @@ from typer.testing import CliRunner
 
 from noisescope.cli import app
 from noisescope.config import from_dict
-from noisescope.experiment import run_experiment
-from noisescope.run import load_run
-from noisescope.spectral.runs import resolve_target, truncate_run
-from noisescope.spectral.truncation import load_truncated
+from noisescope.runs.lifecycle import run_experiment
+from noisescope.runs.run import load_run
+from noisescope.runs.truncate import resolve_target, truncate_run
+from noisescope.spectral.export import load_truncated
 
 
 @pytest.fixture(scope="module")

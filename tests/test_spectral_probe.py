@@ -8,12 +8,14 @@ import pytest
 import torch
 from spectral_data import spiked_noisy
 
+from noisescope.evaluate import model_accuracy
+from noisescope.metrics import rows_to_frame
 from noisescope.models import build_model
 from noisescope.probes import make_probe
-from noisescope.probes.base import ProbeContext, rows_to_frame
+from noisescope.probes.base import ProbeContext
 from noisescope.spectral.analysis import analyse
-from noisescope.spectral.compare import compare_truncation, model_accuracy, summarize_seeds
-from noisescope.spectral.plots import plot_all
+from noisescope.spectral.compare import compare_truncation, summarize_seeds
+from noisescope.report.spectral_figures import plot_all
 from noisescope.spectral.rank import effective_rank
 
 

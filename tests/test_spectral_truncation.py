@@ -12,11 +12,8 @@ from torch import nn
 
 from noisescope.models import build_model, wrap_model
 from noisescope.spectral.analysis import analyse
-from noisescope.spectral.truncation import (
-    SpectralTruncation,
-    load_truncated,
-    save_truncated,
-)
+from noisescope.spectral.export import load_truncated, save_truncated
+from noisescope.spectral.truncation import SpectralTruncation
 
 
 @pytest.fixture(scope="module")

@@ -11,8 +11,8 @@ import pandas as pd
 import pytest
 
 from noisescope.config import ConfigError, from_dict
-from noisescope.experiment import config_hash
-from noisescope.store import RunStore
+from noisescope.runs.build import config_hash
+from noisescope.runs.store import RunStore
 from noisescope.sweep import LocalExecutor, load_sweep, run_sweep, sweep_from_dict, sweep_table
 from noisescope.sweep import runner as runner_mod
 from noisescope.sweep.runner import run_dir

@@ -11,9 +11,9 @@ from noisescope.config import TrainConfig
 from noisescope.models import build_model
 from noisescope.probes.base import ProbeContext
 from noisescope.probes.dynamics import DynamicsProbe, detect_double_descent
+from noisescope.runs.store import RunStore
 from noisescope.schedule import lr_at, probe_epochs
-from noisescope.store import RunStore
-from noisescope.train import Trainer
+from noisescope.training.loop import Trainer
 
 
 def _trainer(data, store=None, epochs=6, seed=0, **kw):
@@ -101,7 +101,7 @@ def test_resume_drops_metrics_written_after_last_checkpoint(tiny_noisy, tmp_path
     t = _trainer(tiny_noisy, store, epochs=3)
     t.fit()
     # simulate a kill after metrics of epoch 4 were written but before its resume state
-    from noisescope.probes.base import Row
+    from noisescope.metrics import Row
 
     store.append_metrics([Row(4, "dynamics", "acc", 0.5, subset="test")])
     t2 = _trainer(tiny_noisy, store, epochs=3)
@@ -165,7 +165,7 @@ def test_double_descent_ignores_jitter_but_finds_a_real_second_descent():
 
 
 def test_best_validation_checkpoint_is_kept(tiny_noisy, tmp_path):
-    from noisescope.run import best_val_epoch
+    from noisescope.probes.dynamics import best_val_epoch
 
     store = RunStore(tmp_path / "r")
     _trainer(tiny_noisy, store, epochs=8).fit()
@@ -180,7 +180,7 @@ def test_best_validation_checkpoint_is_kept(tiny_noisy, tmp_path):
 
 
 def test_metrics_are_appended_per_epoch_and_compacted(tiny_noisy, tmp_path):
-    from noisescope.probes.base import Row
+    from noisescope.metrics import Row
 
     store = RunStore(tmp_path / "r")
     _trainer(tiny_noisy, store, epochs=3).fit()

@@ -1,16 +1,19 @@
 """noisescope: train on noisy labels, see where the noise is memorized, repair by spectral
-truncation. See MISSION.md for the science and docs/architecture.md for the module map."""
+truncation. See docs/definitions.md for the science and docs/architecture.md for the layers.
+
+The package root is the top of the layer table: it lazily exposes the user-facing entry points.
+"""
 
 from __future__ import annotations
 
-__version__ = "0.1.0"
+from noisescope.version import __version__
 
 __all__ = ["__version__", "load_run", "load_config", "load_sweep", "run_experiment"]
 
 
 def __getattr__(name: str):  # lazy: keep `import noisescope` cheap
     if name == "load_run":
-        from noisescope.run import load_run
+        from noisescope.runs.run import load_run
 
         return load_run
     if name == "load_config":
@@ -18,7 +21,7 @@ def __getattr__(name: str):  # lazy: keep `import noisescope` cheap
 
         return load_config
     if name == "run_experiment":
-        from noisescope.experiment import run_experiment
+        from noisescope.runs.lifecycle import run_experiment
 
         return run_experiment
     if name == "load_sweep":

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Protocol
 
 import torch
 from torch import nn
@@ -109,3 +110,61 @@ def iter_taps(
                 yield sl, logits, dict(acts)
     finally:
         model.train(was_training)
+
+
+INPUT_TAP = "input"  # the raw inputs, flattened, as a pseudo-tap (model=None)
+
+
+class Consumer(Protocol):
+    """Anything fed by :func:`stream_splits`: a probe's work at one epoch, an analysis.
+
+    Attributes:
+        taps: tap names it reads (resolved, see :func:`resolve_taps`); may be empty.
+        splits: the splits it reads, e.g. ``("train", "test")``.
+    """
+
+    taps: list[str]
+    splits: tuple[str, ...]
+
+    def consume(self, split: str, sl: slice, logits: torch.Tensor | None,
+                acts: dict[str, torch.Tensor]) -> None:
+        """One batch: rows ``sl`` of the split, logits (B, C) (None for raw inputs), tap
+        activations (B, F) valid only during the call."""
+
+    def end(self, split: str) -> None:
+        """The split has been streamed completely."""
+
+
+def stream_splits(
+    model: TappedModel | None,
+    inputs: dict[str, torch.Tensor],
+    consumers: list[Consumer],
+    batch_size: int = 2048,
+    device: torch.device | str | None = None,
+) -> None:
+    """Stream each split of ``inputs`` (in its order) through ``model`` once, feeding every
+    consumer that reads it the union of the taps they need; then call their ``end(split)``.
+
+    ``model=None`` streams the raw inputs, flattened to float32, as the tap ``"input"``. A split
+    nobody reads, or an empty one, is skipped (``end`` is still called for an empty split).
+    """
+    if batch_size <= 0:
+        raise ValueError(f"batch_size must be > 0, got {batch_size}")
+    for split, x in inputs.items():
+        active = [c for c in consumers if split in c.splits]
+        if not active:
+            continue
+        names = list(dict.fromkeys(t for c in active for t in c.taps))
+        if model is None:
+            dev = torch.device(device) if device is not None else x.device
+            for start in range(0, len(x), batch_size):
+                sl = slice(start, min(start + batch_size, len(x)))
+                acts = {INPUT_TAP: x[sl].to(dev).flatten(1).float()}
+                for c in active:
+                    c.consume(split, sl, None, acts)
+        else:
+            for sl, logits, acts in iter_taps(model, x, names, batch_size, device):
+                for c in active:
+                    c.consume(split, sl, logits, {t: acts[t] for t in c.taps})
+        for c in active:
+            c.end(split)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import NoReturn
 
 import typer
@@ -16,3 +17,16 @@ def fail(message: str, code: int = 2) -> NoReturn:
     """Print ``error: message`` as one line on stderr (no markup parsing) and exit with ``code``."""
     err_console.print(Text("error: ", style="bold red") + Text(message), highlight=False, soft_wrap=True)
     raise typer.Exit(code)
+
+
+def cell(v: object, digits: int = 3) -> str:
+    """One table cell, the same in every command: ``-`` for missing or NaN, yes/no for
+    booleans, integers as they are, floats to ``digits`` decimals (3 significant digits when
+    huge), anything else as text."""
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return "-"
+    if isinstance(v, bool):
+        return "yes" if v else "no"
+    if isinstance(v, float):
+        return f"{v:.{digits}f}" if abs(v) < 1e4 else f"{v:.3g}"
+    return str(v)

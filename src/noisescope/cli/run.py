@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 from typing import Annotated
 
@@ -10,21 +9,18 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from noisescope.cli.common import console, fail
+from noisescope.cli.common import cell, console, fail
 from noisescope.config import Config, ConfigError, load_config
-from noisescope.train import EpochReport
-
-
-def _fmt(v: float) -> str:
-    return "-" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.3f}"
+from noisescope.training.loop import EpochReport
 
 
 def execute(cfg: Config, quiet: bool = False, loggers: list[str] | None = None) -> Path:
     """Validate, train with a progress bar, print the summary table; return the run dir.
 
     ``loggers`` (``"tensorboard"``, ``"mlflow"``) receive the same rows as the run's table."""
-    from noisescope.experiment import prepare, run_experiment
-    from noisescope.run import load_run
+    from noisescope.runs.build import prepare
+    from noisescope.runs.lifecycle import run_experiment
+    from noisescope.runs.run import load_run
 
     try:
         prepared = prepare(cfg)
@@ -50,10 +46,10 @@ def execute(cfg: Config, quiet: bool = False, loggers: list[str] | None = None) 
 
         def on_epoch(r: EpochReport) -> None:
             acc = {row.subset: row.value for row in r.rows if row.probe == "dynamics" and row.metric == "acc"}
-            fields = {"loss": _fmt(r.train_loss)}
+            fields = {"loss": cell(r.train_loss)}
             if acc:
-                fields.update(clean=_fmt(acc.get("clean_train")), noisy=_fmt(acc.get("noisy_train_obs")),
-                              test=_fmt(acc.get("test")))
+                fields.update(clean=cell(acc.get("clean_train")), noisy=cell(acc.get("noisy_train_obs")),
+                              test=cell(acc.get("test")))
             progress.update(task, completed=r.epoch, **fields)
             if not console.is_terminal and not quiet and (r.epoch % log_every == 0 or r.epoch == cfg.train.epochs):
                 line = "  ".join(f"{k} {v}" for k, v in fields.items())
@@ -61,7 +57,7 @@ def execute(cfg: Config, quiet: bool = False, loggers: list[str] | None = None) 
 
         callbacks: list = [on_epoch]
         if loggers:
-            from noisescope.loggers import LOGGERS, make_loggers
+            from noisescope.runs.loggers import LOGGERS, make_loggers
 
             unknown = [n for n in loggers if n not in LOGGERS]
             if unknown:
@@ -70,7 +66,7 @@ def execute(cfg: Config, quiet: bool = False, loggers: list[str] | None = None) 
                 callbacks.append(make_loggers(loggers, prepared.path, cfg))
             except ImportError as exc:
                 fail(f"--logger: {exc}; install it with pip install 'noisescope[loggers]'")
-        from noisescope.loggers import LoggerGroup
+        from noisescope.runs.loggers import LoggerGroup
 
         group = LoggerGroup(callbacks)
         try:
@@ -147,7 +143,7 @@ def register(app: typer.Typer) -> None:
     @app.command()
     def runs(root: Annotated[str, typer.Argument(help="directory holding runs")] = "runs") -> None:
         """List runs with their headline numbers."""
-        from noisescope.run import load_run
+        from noisescope.runs.run import load_run
 
         dirs = sorted(p.parent for p in Path(root).glob("*/config.json"))
         if not dirs:
@@ -163,16 +159,16 @@ def register(app: typer.Typer) -> None:
             table.add_row(
                 d.name, r.status.get("state", "?"), str(r.status.get("epoch", "-")),
                 f"{r.config.noise.model} {r.config.noise.rate:g}",
-                _fmt(s.get("final_test_acc")), _fmt(s.get("early_stop_test_acc")),
-                _fmt(s.get("final_noisy_train_obs_acc")),
+                cell(s.get("final_test_acc")), cell(s.get("early_stop_test_acc")),
+                cell(s.get("final_noisy_train_obs_acc")),
                 "yes" if dd else "no",
             )
         console.print(table)
 
 
 def _figure(path: Path) -> Path:
-    from noisescope.figures import plot_dynamics
-    from noisescope.run import load_run
+    from noisescope.report.figures import plot_dynamics
+    from noisescope.runs.run import load_run
 
     run = load_run(path)
     cfg = run.config
@@ -185,7 +181,7 @@ def _demo_repair(path: Path) -> None:
     """The demo's last step: repair the memorized model by spectral truncation (d chosen on
     noisy validation) and compare it with the final and the early-stopped model."""
     from noisescope.cli.spectral import comparison_table
-    from noisescope.spectral.runs import truncate_run
+    from noisescope.runs.truncate import truncate_run
 
     with console.status("spectral truncation of the final model ..."):
         rep = truncate_run(path)

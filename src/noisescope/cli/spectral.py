@@ -1,14 +1,16 @@
-"""``noisescope probe RUN`` and ``noisescope truncate RUN|CHECKPOINT``."""
+"""``noisescope probe RUN`` (replay any probe from checkpoints) and ``noisescope truncate RUN|CHECKPOINT``."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated
 
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from noisescope.cli.common import console, fail
+from noisescope.cli.common import cell, console, fail
+from noisescope.metrics import select
 
 
 def _parse_epochs(text: str | None) -> list[int] | None:
@@ -25,13 +27,35 @@ def _parse_taps(text: str) -> str | list[str]:
 
 
 def comparison_table(df, title: str) -> Table:
+    """The truncation comparison (spectral/compare.py COLUMNS) as a rich table."""
     table = Table(title=title)
     for col, just in (("method", "left"), ("epoch", "right"), ("tap", "left"), ("d", "right"),
                       ("noisy val acc", "right"), ("clean test acc", "right")):
         table.add_column(col, justify=just)
     for r in df.itertuples(index=False):
         table.add_row(r.method, "-" if r.epoch < 0 else str(r.epoch), r.tap, str(r.d),
-                      f"{r.val_acc:.4f}", f"{r.test_acc:.4f}")
+                      cell(r.val_acc, 4), cell(r.test_acc, 4))
+    return table
+
+
+def spectral_table(rows, title: str) -> Table:
+    """One row per (epoch, tap) of the spectral probe's scalar metrics."""
+    table = Table(title=title)
+    for col in ("epoch", "tap", "eff. rank", "d*", "probe val", "probe test", "trunc d*",
+                "trunc test", "segregation"):
+        table.add_column(col, justify="right")
+    scalars = select(rows, probe="spectral", index=-1)
+    piv = scalars.pivot_table(index=["epoch", "tap"], columns=["metric", "subset"], values="value", aggfunc="first")
+
+    def get(row, metric: str, subset: str, digits: int = 3) -> str:
+        v = row.get((metric, subset))
+        return cell(None if v is None else float(v), digits)
+
+    for (epoch, tap), row in piv.iterrows():
+        table.add_row(str(epoch), tap, get(row, "effective_rank", "train", 1), get(row, "d_star", "val", 0),
+                      get(row, "probe_acc_d_star", "val"), get(row, "probe_acc_d_star", "test"),
+                      get(row, "trunc_d_star", "val", 0), get(row, "trunc_acc_d_star", "test"),
+                      get(row, "segregation", "train"))
     return table
 
 
@@ -39,59 +63,61 @@ def register(app: typer.Typer) -> None:
     @app.command()
     def probe(
         run: Annotated[str, typer.Argument(help="run directory")],
+        probe: Annotated[list[str], typer.Option(
+            "--probe", help="probe(s) to replay: dynamics, spectral, signals (repeat or comma-separate)")] = None,
         epochs: Annotated[str | None, typer.Option(help="comma-separated checkpoint epochs (default all)")] = None,
-        taps: Annotated[str, typer.Option(help="auto | feature | comma-separated tap names")] = "auto",
-        d_max: Annotated[int, typer.Option(help="largest d scored")] = 1024,
-        alpha: Annotated[float, typer.Option(help="ridge strength of the probe")] = 0.0,
-        d_rule: Annotated[str, typer.Option(help="argmax | 1se")] = "argmax",
-        segregation: Annotated[bool, typer.Option(help="noise share and tail fractions")] = True,
+        taps: Annotated[str | None, typer.Option(help="spectral: auto | feature | comma-separated taps")] = None,
+        d_max: Annotated[int | None, typer.Option(help="spectral: largest d scored")] = None,
+        alpha: Annotated[float | None, typer.Option(help="spectral: ridge strength of the probe")] = None,
+        d_rule: Annotated[str | None, typer.Option(help="spectral: argmax | 1se")] = None,
+        segregation: Annotated[bool | None, typer.Option(help="spectral: noise share and tail fractions")] = None,
         device: Annotated[str, typer.Option(help="cpu, cuda, ...")] = "cpu",
         batch_size: Annotated[int, typer.Option(help="forward batch size")] = 2048,
-        figures: Annotated[bool, typer.Option(help="write the spectral figures")] = True,
+        figures: Annotated[bool, typer.Option(help="write the figures of the replayed probes")] = True,
     ) -> None:
-        """Recompute the spectral probe on a run's saved checkpoints (stored in its metrics)."""
-        from noisescope.run import load_run
-        from noisescope.spectral.plots import plot_all
-        from noisescope.spectral.probe import SpectralProbe
-        from noisescope.spectral.runs import probe_run
+        """Replay probes on a run's saved checkpoints (one pass per split and checkpoint); the
+        rows replace the run's own and the report shows them. Default: the spectral probe."""
+        from noisescope.config import ConfigError
+        from noisescope.runs.replay import replay
+        from noisescope.runs.run import load_run
 
+        names = [n.strip() for item in (probe or ["spectral"]) for n in item.split(",") if n.strip()]
+        spectral_opts = {k: v for k, v in (("taps", None if taps is None else _parse_taps(taps)), ("d_max", d_max),
+                                            ("alpha", alpha), ("d_rule", d_rule), ("segregation", segregation))
+                         if v is not None}
         try:
             r = load_run(run)
         except FileNotFoundError as exc:
             fail(str(exc))
         chosen = _parse_epochs(epochs) or sorted(r.checkpoints())
         if not chosen:
-            fail(f"{run} has no checkpoints to probe")
-        sp = SpectralProbe(taps=_parse_taps(taps), d_max=d_max, alpha=alpha, d_rule=d_rule, segregation=segregation)
-        cols = [TextColumn("[bold]spectral probe"), BarColumn(), MofNCompleteColumn(),
+            fail(f"{run} has no checkpoints to probe; keep some with run.checkpoint_every")
+        cols = [TextColumn(f"[bold]replay {', '.join(names)}"), BarColumn(), MofNCompleteColumn(),
                 TextColumn("epoch {task.fields[epoch]}"), TimeElapsedColumn()]
         with Progress(*cols, console=console) as progress:
             task = progress.add_task("probe", total=len(chosen), epoch="-")
             try:
-                rows = probe_run(run, sp, chosen, device=device, batch_size=batch_size,
-                                 on_epoch=lambda e: progress.update(task, advance=1, epoch=e))
-            except (ValueError, FileNotFoundError) as exc:
+                rows = replay(run, names, chosen, options={"spectral": spectral_opts}, device=device,
+                              batch_size=batch_size, on_epoch=lambda e: progress.update(task, advance=1, epoch=e))
+            except (ValueError, FileNotFoundError, ConfigError) as exc:
                 fail(str(exc))
-        table = Table(title=f"spectral probe: {run}")
-        for col in ("epoch", "tap", "eff. rank", "d*", "probe val", "probe test", "trunc d*",
-                    "trunc test", "segregation"):
-            table.add_column(col, justify="right")
-        piv = rows[rows["index"] < 0].pivot_table(index=["epoch", "tap"], columns=["metric", "subset"],
-                                                  values="value", aggfunc="first")
+        console.print(f"replayed {', '.join(names)} at epochs {chosen}: {len(rows)} rows written to {run}")
+        if "spectral" in names:
+            console.print(spectral_table(rows, f"spectral probe: {run}"))
+        if not figures:
+            return
+        metrics = load_run(run).metrics
+        paths = []
+        if "spectral" in names:
+            from noisescope.report.spectral_figures import plot_all
 
-        def get(row, metric: str, subset: str, fmt: str = "{:.3f}") -> str:
-            v = row.get((metric, subset))
-            return "-" if v is None or v != v else fmt.format(v)
+            paths += plot_all(metrics, r.store.figure_dir)
+        if "signals" in names:
+            from noisescope.report.signals_figures import plot_signals
 
-        for (epoch, tap), row in piv.iterrows():
-            table.add_row(str(epoch), tap, get(row, "effective_rank", "train", "{:.1f}"),
-                          get(row, "d_star", "val", "{:.0f}"), get(row, "probe_acc_d_star", "val"),
-                          get(row, "probe_acc_d_star", "test"), get(row, "trunc_d_star", "val", "{:.0f}"),
-                          get(row, "trunc_acc_d_star", "test"), get(row, "segregation", "train"))
-        console.print(table)
-        if figures:
-            for p in plot_all(load_run(run).metrics, r.store.figure_dir):
-                console.print(f"figure: {p}")
+            paths += plot_signals(metrics, r.store.figure_dir, title=Path(run).name)
+        for p in paths:
+            console.print(f"figure: {p}")
 
     @app.command()
     def truncate(
@@ -106,7 +132,7 @@ def register(app: typer.Typer) -> None:
         device: Annotated[str, typer.Option(help="cpu, cuda, ...")] = "cpu",
     ) -> None:
         """Truncate a trained run's model to its top-d feature directions; print the comparison."""
-        from noisescope.spectral.runs import truncate_run
+        from noisescope.runs.truncate import truncate_run
 
         if d != "auto":
             try:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 from typing import Annotated
 
@@ -11,21 +10,11 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from noisescope.cli.common import console, fail
+from noisescope.cli.common import cell, console, fail
 from noisescope.config import ConfigError
 
 HEADLINE = [("final_test_acc", "final test"), ("early_stop_test_acc", "early-stop test"),
             ("final_noisy_train_obs_acc", "memorized"), ("double_descent", "double descent")]
-
-
-def _cell(v: object) -> str:
-    if v is None or (isinstance(v, float) and math.isnan(v)):
-        return "-"
-    if isinstance(v, bool):
-        return "yes" if v else "no"
-    if isinstance(v, float):
-        return f"{v:.3f}" if abs(v) < 1e4 else f"{v:.3g}"
-    return str(v)
 
 
 def runs_table(table: pd.DataFrame, keys: list[str], title: str) -> Table:
@@ -37,8 +26,8 @@ def runs_table(table: pd.DataFrame, keys: list[str], title: str) -> Table:
         t.add_column(col, overflow="fold")
     for rec in table.to_dict("records"):
         err = str(rec.get("error") or "")
-        t.add_row(rec["run"], *(_cell(rec.get(k)) for k in keys), rec["state"], _cell(rec["epoch"]),
-                  *(_cell(rec.get(k)) for k, _ in HEADLINE), *([err.splitlines()[0][:60] if err else ""]
+        t.add_row(rec["run"], *(cell(rec.get(k)) for k in keys), rec["state"], cell(rec["epoch"]),
+                  *(cell(rec.get(k)) for k, _ in HEADLINE), *([err.splitlines()[0][:60] if err else ""]
                                                                if errors else []))
     return t
 
@@ -57,7 +46,7 @@ def register(app: typer.Typer) -> None:
         quiet: Annotated[bool, typer.Option(help="no progress bar")] = False,
     ) -> None:
         """Run every point of a grid; completed runs are skipped, interrupted ones resume."""
-        from noisescope.store import RunStore
+        from noisescope.runs.store import RunStore
         from noisescope.sweep import load_sweep_spec, run_sweep, sweep_table
         from noisescope.sweep.executors import ResourceError
         from noisescope.sweep.runner import executor_for, run_dir
@@ -80,7 +69,7 @@ def register(app: typer.Typer) -> None:
                 t.add_column(col)
             for p in spec.points:
                 state = RunStore(run_dir(path, p.id)).status().get("state", "missing")
-                t.add_row(p.id, *(_cell(p.params[k]) for k in spec.keys), state)
+                t.add_row(p.id, *(cell(p.params[k]) for k in spec.keys), state)
             console.print(t)
             return
         try:
@@ -150,6 +139,6 @@ def register(app: typer.Typer) -> None:
                     for c in ("final_test_acc", "early_stop_test_acc")}
             t.add_row(d.name, " x ".join("+".join(a["keys"]) + f" ({len(a['values'])})" for a in m["axes"]),
                       str(len(tab)), str(n_ok), str(n_fail), str(len(tab) - n_ok - n_fail),
-                      _cell(best["final_test_acc"]), _cell(best["early_stop_test_acc"]),
+                      cell(best["final_test_acc"]), cell(best["early_stop_test_acc"]),
                       m.get("updated", "-"))
         console.print(t)

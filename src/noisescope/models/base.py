@@ -7,6 +7,10 @@ Any network that noisescope trains or analyses is a :class:`TappedModel`:
 * ``forward(x) == head(features(x))``;
 * ``taps()`` maps tap names to the modules whose *outputs* are analysed, in depth order.
   The last tap's output is phi(x).
+* ``input_norm`` (optional, :meth:`TappedModel.set_input_normalization`): the per-batch input
+  standardization ``(x / scale - mean) / std``, so image data stay uint8 on the device and a
+  saved or exported model takes raw inputs. Subclasses call :meth:`normalize_input` first
+  in ``features``.
 
 A user's own ``nn.Module`` joins the same interface through :func:`wrap_model`.
 """
@@ -19,10 +23,50 @@ import torch
 from torch import nn
 
 
+class InputNorm(nn.Module):
+    """``(x.float() / scale - mean) / std`` per channel (dim 1 of 4-D inputs) or globally.
+
+    Buffers ``mean`` and ``std`` (C,) float32 are saved with the model. ``scale`` is 255 for
+    uint8 image data (pixels to [0, 1]) and 1 for float features.
+    """
+
+    def __init__(self, mean: list[float], std: list[float], scale: float = 1.0) -> None:
+        super().__init__()
+        if len(mean) != len(std) or not mean:
+            raise ValueError(f"mean and std need one value per channel, got {len(mean)} and {len(std)}")
+        self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32))
+        self.register_buffer("std", torch.tensor(std, dtype=torch.float32))
+        self.scale = float(scale)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x.float()
+        if self.scale != 1.0:
+            x = x / self.scale
+        mean, std = self.mean, self.std
+        if mean.numel() > 1:
+            if x.dim() != 4 or x.shape[1] != mean.numel():
+                raise ValueError(f"input normalization has {mean.numel()} channels but got input {tuple(x.shape)}")
+            mean, std = mean.view(1, -1, 1, 1), std.view(1, -1, 1, 1)
+        return (x - mean) / std
+
+    def extra_repr(self) -> str:
+        return f"channels={self.mean.numel()}, scale={self.scale:g}"
+
+
 class TappedModel(nn.Module):
     """Base class: subclasses set ``self.head`` and implement ``features`` and ``taps``."""
 
     head: nn.Linear
+
+    def set_input_normalization(self, mean: list[float], std: list[float], scale: float = 1.0) -> TappedModel:
+        """Standardize inputs inside the model, per batch (see :class:`InputNorm`)."""
+        self.input_norm = InputNorm(mean, std, scale)
+        return self
+
+    def normalize_input(self, x: torch.Tensor) -> torch.Tensor:
+        """The model's input standardization, or ``x`` unchanged when it has none."""
+        norm = self._modules.get("input_norm")
+        return x if norm is None else norm(x)
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         """phi(x): (B, ...) inputs -> (B, D) penultimate features."""
@@ -104,7 +148,7 @@ class WrappedModel(TappedModel):
         return captured[-1].flatten(1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.model(x)
+        return self.model(self.normalize_input(x))
 
 
 class _HeadInput(nn.Module):

@@ -39,7 +39,7 @@ class MLP(TappedModel):
         self.head = nn.Linear(prev, num_classes)
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
-        return self.blocks(self.flatten(x).float())
+        return self.blocks(self.flatten(self.normalize_input(x)).float())
 
     def taps(self) -> OrderedDict[str, nn.Module]:
         return OrderedDict(self.blocks.named_children())

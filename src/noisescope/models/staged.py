@@ -67,6 +67,7 @@ class StagedNet(TappedModel):
         """(B, C, H, W) or (B, H, W) images -> (B, D) features phi(x)."""
         if x.dim() == 3:
             x = x.unsqueeze(1)
+        x = self.normalize_input(x)
         if not x.is_floating_point():
             x = x.float()
         return self.body(x)

@@ -1,7 +1,8 @@
 """Probes: measurements taken on the probe schedule (epoch 0 = the untrained control).
 
-A probe is any object with a ``name`` and ``__call__(model, data, ctx) -> list[Row]``.
-Probes are looked up by name in :data:`REGISTRY` (lazy ``module:attr`` strings so optional
+A probe has a ``name`` and ``start(model, data, ctx)`` giving a session fed by the shared pass
+(:mod:`noisescope.probes.engine`); see :mod:`noisescope.probes.base`. Probes are looked up
+by name in :data:`REGISTRY` (lazy ``module:attr`` strings so optional
 parts never slow down import).
 """
 
@@ -9,12 +10,13 @@ from __future__ import annotations
 
 from importlib import import_module
 
-from noisescope.probes.base import Probe, ProbeContext, Row, rows_to_frame
+from noisescope.probes.base import Probe, ProbeContext
+from noisescope.probes.engine import run_probes
 
 REGISTRY: dict[str, str] = {
     "dynamics": "noisescope.probes.dynamics:DynamicsProbe",
-    "spectral": "noisescope.spectral.probe:SpectralProbe",
-    "signals": "noisescope.signals.probe:SignalsProbe",
+    "spectral": "noisescope.probes.spectral:SpectralProbe",
+    "signals": "noisescope.probes.signals:SignalsProbe",
 }
 
 
@@ -26,4 +28,4 @@ def make_probe(name: str, **options: object) -> Probe:
     return getattr(import_module(module), attr)(**options)
 
 
-__all__ = ["Probe", "ProbeContext", "Row", "REGISTRY", "make_probe", "rows_to_frame"]
+__all__ = ["Probe", "ProbeContext", "REGISTRY", "make_probe", "run_probes"]

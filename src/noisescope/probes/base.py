@@ -1,19 +1,12 @@
-"""The probe protocol and the one tidy metrics schema every probe writes.
+"""The probe protocol: measurements taken on the probe schedule (epoch 0 = the untrained control).
 
-Metrics schema (one row per number; the run's ``metrics.parquet``):
+A probe is an object with a ``name`` and ``start(model, data, ctx) -> Session``. A session is
+one probe's work at one epoch: a :class:`noisescope.taps.Consumer` (it names the taps and the
+splits it reads and is fed their batches by the shared pass, see :mod:`noisescope.probes.engine`)
+that finally returns its :class:`~noisescope.metrics.Row` s. Every probe can also be called
+alone: ``probe(model, data, ctx)`` runs the shared pass for it only.
 
-======== ======= ==============================================================
-column   dtype   meaning
-======== ======= ==============================================================
-epoch    int64   training epoch the model had completed (0 = untrained)
-probe    string  probe name: ``dynamics``, ``spectral``, ``signals``, ...
-tap      string  tap name, ``""`` when the metric is about the whole model
-subset   string  data subset: ``clean_train``, ``noisy_train_obs``,
-                 ``noisy_train_true``, ``val``, ``test``, ``train``, ``""``
-metric   string  metric name, e.g. ``loss``, ``acc``, ``eigval``, ``probe_acc``
-index    int64   position for vector metrics (class c, component k, dim d), else -1
-value    float64 the number
-======== ======= ==============================================================
+The rows follow the one tidy schema of :mod:`noisescope.metrics`.
 """
 
 from __future__ import annotations
@@ -21,36 +14,14 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Protocol
 
-import pandas as pd
 import torch
 
 from noisescope.data.base import NoisyDataset
+from noisescope.metrics import Row
 from noisescope.models.base import TappedModel
+from noisescope.taps import Consumer
 
-COLUMNS = ["epoch", "probe", "tap", "subset", "metric", "index", "value"]
-KEY = COLUMNS[:-1]  # each number is identified by these columns
-DTYPES = {
-    "epoch": "int64",
-    "probe": "string",
-    "tap": "string",
-    "subset": "string",
-    "metric": "string",
-    "index": "int64",
-    "value": "float64",
-}
-
-
-@dataclass(frozen=True)
-class Row:
-    """One number in the tidy metrics table (see the module docstring)."""
-
-    epoch: int
-    probe: str
-    metric: str
-    value: float
-    subset: str = ""
-    tap: str = ""
-    index: int = -1
+SPLITS = ("train", "val", "test")
 
 
 @dataclass
@@ -61,8 +32,10 @@ class ProbeContext:
         epoch: completed training epochs (0 = untrained control).
         device: where to run forward passes.
         batch_size: evaluation batch size.
-        state: a dict the probe may use to carry information across epochs (e.g. the
-            identity of the largest-activation neuron); persisted by nothing.
+        state: per-probe state carried across epochs (e.g. the identity of the tracked
+            large-activation neuron), keyed by probe name. It holds only JSON-serialisable
+            values and tensors, is saved with the run's resume state, and is carried through a
+            replay (``noisescope probe RUN``) in epoch order.
     """
 
     epoch: int
@@ -71,17 +44,23 @@ class ProbeContext:
     state: dict = field(default_factory=dict)
 
 
+class Session(Consumer, Protocol):
+    """One probe's work at one epoch (see the module docstring)."""
+
+    def rows(self) -> list[Row]:
+        """The probe's rows, once every split it reads has been streamed."""
+
+
 class Probe(Protocol):
     name: str
+
+    def start(self, model: TappedModel, data: NoisyDataset, ctx: ProbeContext) -> Session:
+        ...
 
     def __call__(self, model: TappedModel, data: NoisyDataset, ctx: ProbeContext) -> list[Row]:
         ...
 
 
-def rows_to_frame(rows: list[Row]) -> pd.DataFrame:
-    """Rows -> DataFrame with exactly the documented columns and dtypes."""
-    frame = pd.DataFrame(
-        [(r.epoch, r.probe, r.tap, r.subset, r.metric, r.index, float(r.value)) for r in rows],
-        columns=COLUMNS,
-    )
-    return frame.astype(DTYPES)
+def split_inputs(data: NoisyDataset) -> dict[str, torch.Tensor]:
+    """Split name -> inputs, in the order the shared pass streams them."""
+    return {"train": data.x_train, "val": data.x_val, "test": data.x_test}

@@ -1,4 +1,5 @@
-"""Clean/noisy learning dynamics (MISSION.md "Dynamics") and epoch-wise double descent.
+"""Clean/noisy learning dynamics, early stopping and epoch-wise double descent
+(docs/definitions.md, "Dynamics").
 
 Subsets, all evaluated in eval mode:
 
@@ -16,40 +17,20 @@ test               clean test                              true
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
+import pandas as pd
 import torch
-import torch.nn.functional as F
 
 from noisescope.data.base import NoisyDataset
+from noisescope.evaluate import loss_and_accuracy
+from noisescope.metrics import Row, dynamics_curve
 from noisescope.models.base import TappedModel
-from noisescope.probes.base import ProbeContext, Row
+from noisescope.probes.base import SPLITS, ProbeContext
+from noisescope.probes.engine import run_probes
 
 SUBSETS = ("clean_train", "noisy_train_obs", "noisy_train_true", "train", "val", "test")
-
-
-@torch.no_grad()
-def predict_logits(
-    model: torch.nn.Module, x: torch.Tensor, batch_size: int = 2048, device: torch.device | str = "cpu"
-) -> torch.Tensor:
-    """Eval-mode logits (N, C) on the CPU, computed in batches; restores the model's mode."""
-    was_training = model.training
-    model.eval()
-    try:
-        out = [model(x[i : i + batch_size].to(device)).float().cpu() for i in range(0, len(x), batch_size)]
-    finally:
-        model.train(was_training)
-    return torch.cat(out) if out else torch.empty(0, 0)
-
-
-def loss_and_accuracy(logits: torch.Tensor, labels: torch.Tensor) -> tuple[float, float]:
-    """Mean cross-entropy (nats) and accuracy in [0, 1]; NaN for an empty subset."""
-    if len(labels) == 0:
-        return float("nan"), float("nan")
-    loss = F.cross_entropy(logits, labels.to(logits.device), reduction="mean").item()
-    acc = (logits.argmax(1) == labels.to(logits.device)).float().mean().item()
-    return loss, acc
 
 
 def subset_logits_labels(
@@ -68,24 +49,41 @@ def subset_logits_labels(
     }
 
 
-@dataclass
 class DynamicsProbe:
-    """Loss and accuracy on every subset of the module docstring, at each probed epoch."""
+    """Loss, accuracy and sample count on every subset of the module docstring, at each
+    probed epoch, from the shared pass's logits (no taps)."""
 
-    name: str = "dynamics"
+    name = "dynamics"
+
+    def start(self, model: TappedModel, data: NoisyDataset, ctx: ProbeContext) -> _DynamicsSession:
+        return _DynamicsSession(self.name, data, ctx.epoch)
 
     def __call__(self, model: TappedModel, data: NoisyDataset, ctx: ProbeContext) -> list[Row]:
-        bs, dev = ctx.batch_size, ctx.device
-        logits = {
-            "train": predict_logits(model, data.x_train, bs, dev),
-            "val": predict_logits(model, data.x_val, bs, dev),
-            "test": predict_logits(model, data.x_test, bs, dev),
-        }
+        return run_probes([self], model, data, ctx)
+
+
+class _DynamicsSession:
+    taps: list[str] = []
+    splits = SPLITS
+
+    def __init__(self, name: str, data: NoisyDataset, epoch: int) -> None:
+        self.name, self.data, self.epoch = name, data, epoch
+        self.parts: dict[str, list[torch.Tensor]] = {s: [] for s in SPLITS}
+
+    def consume(self, split: str, sl: slice, logits: torch.Tensor | None, acts: dict) -> None:
+        self.parts[split].append(logits.float().cpu())
+
+    def end(self, split: str) -> None:
+        pass
+
+    def rows(self) -> list[Row]:
+        logits = {s: torch.cat(p) if p else torch.empty(0, self.data.num_classes) for s, p in self.parts.items()}
         rows: list[Row] = []
-        for subset, (lg, y) in subset_logits_labels(data, logits["train"], logits["val"], logits["test"]).items():
+        for subset, (lg, y) in subset_logits_labels(self.data, logits["train"], logits["val"], logits["test"]).items():
             loss, acc = loss_and_accuracy(lg, y)
-            rows.append(Row(ctx.epoch, self.name, "loss", loss, subset=subset))
-            rows.append(Row(ctx.epoch, self.name, "acc", acc, subset=subset))
+            rows.append(Row(self.epoch, self.name, "loss", loss, subset=subset))
+            rows.append(Row(self.epoch, self.name, "acc", acc, subset=subset))
+            rows.append(Row(self.epoch, self.name, "n", len(y), subset=subset))
         return rows
 
 
@@ -146,3 +144,54 @@ def detect_double_descent(
         "second_min_error": float(err[k]),
         "gain": float(err[j] - err[k]),
     }
+
+
+def early_stop_update(best: tuple[int, float] | None, epoch: int, val_acc: float) -> tuple[int, float] | None:
+    """Early stopping, the one rule: the epoch of the best noisy-validation accuracy, ties ->
+    the earlier epoch. Returns the new best (epoch, accuracy) after seeing ``epoch``; NaN
+    accuracies never win. Epochs must be seen in increasing order."""
+    if np.isnan(val_acc):
+        return best
+    if best is None or val_acc > best[1]:
+        return (int(epoch), float(val_acc))
+    return best
+
+
+def best_val_epoch(metrics: pd.DataFrame) -> tuple[int, float] | None:
+    """Early stopping on a metrics table: (epoch, accuracy) of :func:`early_stop_update` over
+    the dynamics probe's ``val`` accuracies; None when the dynamics probe has not run."""
+    best = None
+    for epoch, acc in dynamics_curve(metrics, "val").items():
+        best = early_stop_update(best, int(epoch), float(acc))
+    return best
+
+
+def summarize(metrics: pd.DataFrame, threshold: float = 0.03, smooth: int = 5) -> dict[str, Any]:
+    """Headline numbers of a run from its metrics table.
+
+    final_*: accuracies at the last probed epoch; best_val_epoch: early-stopping epoch
+    (:func:`best_val_epoch`); early_stop_test_acc: clean test accuracy there; n_test: test
+    samples; double_descent: see :func:`detect_double_descent` (on test error).
+    """
+    out: dict[str, Any] = {}
+    test = dynamics_curve(metrics, "test")
+    if test.empty:
+        return out
+    last = int(test.index.max())
+    out["epochs"] = last
+    for subset in ("clean_train", "noisy_train_obs", "noisy_train_true", "val", "test"):
+        curve = dynamics_curve(metrics, subset)
+        if not curve.empty:
+            out[f"final_{subset}_acc"] = float(curve.iloc[-1])
+        n = dynamics_curve(metrics, subset, "n")
+        if not n.empty:
+            out[f"n_{subset}"] = int(n.iloc[-1])
+    best = best_val_epoch(metrics)
+    if best is not None:
+        out["best_val_epoch"] = best[0]
+        out["early_stop_test_acc"] = float(test.get(best[0], np.nan))
+    out["best_test_acc"] = float(test.max())
+    out["double_descent"] = detect_double_descent(
+        test.index.to_numpy(), 1 - test.to_numpy(), threshold, smooth
+    )
+    return out

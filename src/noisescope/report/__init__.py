@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from noisescope.metrics import select
 from noisescope.report.html import Section, write_page
 
 __all__ = ["build_report", "run_report_sections", "sweep_report_sections"]
@@ -38,7 +39,7 @@ def _prefix(sections: list[Section], prefix: str) -> list[Section]:
 
 def _has_noisy(m: pd.DataFrame) -> bool:
     """Whether a run's metrics show noisy training samples (a finite noisy-subset accuracy)."""
-    sel = m[(m["probe"] == "dynamics") & (m["subset"] == "noisy_train_obs")]
+    sel = select(m, probe="dynamics", subset="noisy_train_obs")
     return bool(sel["value"].notna().any())
 
 
@@ -54,7 +55,7 @@ def run_report_sections(path: str | Path, scratch: Path,
                         progress: Callable[[str], None] | None = None) -> tuple[str, list[str], list[Section]]:
     """(title, facts, sections) of one run's report."""
     from noisescope.report.sections import run_sections
-    from noisescope.run import load_run
+    from noisescope.runs.run import load_run
 
     run = load_run(path)
     title = f"noisescope run {Path(path).name}"
@@ -68,11 +69,11 @@ def sweep_report_sections(path: str | Path, scratch: Path, progress: Callable[[s
                           max_runs: int | None = None,
                           on_total: Callable[[int], None] | None = None) -> tuple[str, list[str], list[Section]]:
     """(title, facts, sections) of a sweep's report (see the module docstring)."""
+    from noisescope.probes.dynamics import summarize
     from noisescope.report import sweep_sections as ss
     from noisescope.report.headline import comparison_rows, headline
     from noisescope.report.sections import run_sections
-    from noisescope.run import summarize
-    from noisescope.store import RunStore
+    from noisescope.runs.store import RunStore
     from noisescope.sweep import read_manifest, sweep_table
     from noisescope.sweep.runner import run_dir
 

@@ -16,19 +16,15 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from noisescope.run import best_val_epoch, dynamics_curve, summarize
+from noisescope.metrics import dynamics_curve, select
+from noisescope.probes.dynamics import best_val_epoch, summarize
 
 COMPARISON_COLUMNS = ["method", "epoch", "tap", "d", "val_acc", "test_acc"]
 
 
 def _rows(m: pd.DataFrame, probe: str, metric: str, tap: str | None = None,
           subset: str | None = None) -> pd.DataFrame:
-    sel = m[(m["probe"] == probe) & (m["metric"] == metric)]
-    if tap is not None:
-        sel = sel[sel["tap"] == tap]
-    if subset is not None:
-        sel = sel[sel["subset"] == subset]
-    return sel
+    return select(m, probe=probe, metric=metric, tap=tap, subset=subset)
 
 
 def _at(m: pd.DataFrame, probe: str, metric: str, epoch: int, tap: str | None = None,

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from noisescope.store import atomic_write
+from noisescope.io import atomic_write
 
 
 @dataclass

@@ -1,8 +1,8 @@
 """The sections of one run's report, built from its metrics table alone.
 
 Each builder takes the run's tidy metrics (``m``), writes its figures with the plotting
-functions of the part that owns the metric (``noisescope.figures``, ``noisescope.signals.plots``,
-``noisescope.spectral.plots``) into a scratch directory, and returns a :class:`Section`. When the
+functions of the part that owns the metric (``noisescope.figures``, ``noisescope.report.signals_figures``,
+``noisescope.report.spectral_figures``) into a scratch directory, and returns a :class:`Section`. When the
 metrics lack a section's rows the section says so and how to get them, rather than vanishing.
 """
 
@@ -16,25 +16,23 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from noisescope.metrics import select
 from noisescope.report.headline import comparison_rows
 from noisescope.report.html import Figure, Section, table_html
 
 NO_SIGNALS = ('no "signals" rows in this run\'s metrics: add "signals" to probe.probes, or compute them '
-              "on the saved checkpoints with `noisescope signals RUN`")
+              "on the saved checkpoints with `noisescope probe RUN --probe signals`")
 NO_SPECTRAL = ('no "spectral" rows in this run\'s metrics: add "spectral" to probe.probes, or compute '
-               "them on the saved checkpoints with `noisescope probe RUN`")
+               "them on the saved checkpoints with `noisescope probe RUN --probe spectral`")
 NO_DYNAMICS = 'no "dynamics" rows in this run\'s metrics: add "dynamics" to probe.probes'
 
 
 def _has(m: pd.DataFrame, probe: str, metric: str | None = None) -> bool:
-    sel = m["probe"] == probe
-    if metric is not None:
-        sel &= m["metric"] == metric
-    return bool(sel.any())
+    return not select(m, probe=probe, metric=metric).empty
 
 
 def _noise_note(m: pd.DataFrame) -> str:
-    rate = m[(m["probe"] == "spectral") & (m["metric"] == "noise_rate")]["value"]
+    rate = select(m, probe="spectral", metric="noise_rate")["value"]
     return f"realized noise rate {float(rate.iloc[-1]):.3f}" if len(rate) else "no realized noise rate recorded"
 
 
@@ -44,7 +42,7 @@ def _fig(plot: Callable[[Path], Path], scratch: Path, name: str, caption: str) -
 
 
 def dynamics(m: pd.DataFrame, summary: dict[str, Any], scratch: Path, title: str = "") -> Section:
-    from noisescope.figures import plot_dynamics
+    from noisescope.report.figures import plot_dynamics
 
     sec = Section("dynamics", "Learning dynamics and double descent",
                   "Accuracy and loss of clean training samples, noisy training samples against their "
@@ -97,10 +95,10 @@ def separation(m: pd.DataFrame, scratch: Path, title: str = "") -> Section:
     if not _has(m, "signals", "separation"):
         sec.missing = NO_SIGNALS
         return sec
-    from noisescope.signals.plots import plot_separation_heatmap, signal_table
+    from noisescope.report.signals_figures import plot_separation_heatmap, signal_table
 
-    sig = m[m["probe"] == "signals"]
-    sep = sig[(sig["metric"] == "separation") & (sig["index"] == -1)]
+    sig = select(m, probe="signals")
+    sep = select(sig, metric="separation", index=-1)
     if not np.isfinite(sep["value"].to_numpy()).any():
         sec.missing = (f"undefined: no class has enough noisy training samples ({_noise_note(m)}); "
                        "separation compares clean with noisy samples")
@@ -120,17 +118,16 @@ def large_activation(m: pd.DataFrame, scratch: Path, title: str = "") -> Section
     if not _has(m, "signals", "large_act_max"):
         sec.missing = NO_SIGNALS
         return sec
-    from noisescope.signals.plots import plot_large_activation
+    from noisescope.report.signals_figures import plot_large_activation
 
-    m = m[m["probe"] == "signals"]
+    m = select(m, probe="signals")
 
     sec.figures.append(_fig(lambda p: plot_large_activation(m, p, title), scratch, "large_activation",
                             "largest |activation| and max/median ratio per tap over epochs"))
-    last = int(m.loc[m["probe"] == "signals", "epoch"].max())
-    cur = m[(m["probe"] == "signals") & (m["epoch"] == last) & (m["index"] == -1)]
+    last = int(m["epoch"].max())
     metrics = ["large_act_max", "large_act_neuron", "large_act_median", "large_act_ratio", "large_act_flag",
                "large_act_tracked_neuron", "eta2_true", "eta2_obs", "r2_input"]
-    cur = cur[cur["metric"].isin(metrics)]
+    cur = select(m, epoch=last, index=-1, metric=metrics)
     if len(cur):
         taps = list(dict.fromkeys(cur["tap"]))
         t = cur.pivot_table(index="tap", columns="metric", values="value", aggfunc="first").reindex(taps)
@@ -158,10 +155,10 @@ def alignment(m: pd.DataFrame, scratch: Path, title: str = "") -> Section:
     if not _has(m, "signals", "alignment_correct"):
         sec.missing = NO_SIGNALS
         return sec
-    from noisescope.signals.plots import plot_alignment
+    from noisescope.report.signals_figures import plot_alignment
 
-    sig = m[m["probe"] == "signals"]
-    al = sig[sig["metric"].isin(["alignment_correct", "alignment_wrong"])]
+    sig = select(m, probe="signals")
+    al = select(sig, metric=["alignment_correct", "alignment_wrong"])
     if not np.isfinite(al["value"].to_numpy()).any():
         sec.missing = (f"undefined: no noisy training samples to form S_noisy ({_noise_note(m)})")
         return sec
@@ -180,19 +177,19 @@ def spectrum(m: pd.DataFrame, scratch: Path) -> Section:
     if not _has(m, "spectral", "eigval"):
         sec.missing = NO_SPECTRAL
         return sec
-    from noisescope.spectral.plots import plot_effective_rank, plot_spectrum, spectral_taps
+    from noisescope.report.spectral_figures import plot_effective_rank, plot_spectrum, spectral_taps
 
-    m = m[m["probe"] == "spectral"]  # the plots filter repeatedly: hand them only their rows
+    m = select(m, probe="spectral")  # the plots filter repeatedly: hand them only their rows
     if _has(m, "spectral", "effective_rank"):
         sec.figures.append(_fig(lambda p: plot_effective_rank(m, p), scratch, "effective_rank",
                                 "effective rank and participation ratio per tap over epochs"))
     for i, tap in enumerate(spectral_taps(m)):
-        mt = m[m["tap"] == tap]
+        mt = select(m, tap=tap)
         sec.figures.append(_fig(lambda p, t=tap, mt=mt: plot_spectrum(mt, t, p), scratch, f"spectrum_{i}",
                                 f"{tap}: eigen-spectrum and noise share over epochs"))
     rows = []
     for metric in ("effective_rank", "participation_ratio", "stable_rank", "segregation"):
-        sel = m[(m["probe"] == "spectral") & (m["metric"] == metric) & (m["index"] == -1)]
+        sel = select(m, probe="spectral", metric=metric, index=-1)
         for tap, g in sel.groupby("tap", sort=False):
             g = g.sort_values("epoch")
             rows.append({"tap": tap, "metric": metric, "epoch 0": float(g["value"].iloc[0]),
@@ -210,12 +207,12 @@ def rank_risk(m: pd.DataFrame, scratch: Path) -> Section:
     if not _has(m, "spectral", "probe_acc"):
         sec.missing = NO_SPECTRAL
         return sec
-    from noisescope.spectral.plots import plot_rank_risk, spectral_taps
+    from noisescope.report.spectral_figures import plot_rank_risk, spectral_taps
 
-    m = m[m["probe"] == "spectral"]
-    taps = [t for t in spectral_taps(m) if _has(m[m["tap"] == t], "spectral", "probe_acc")]
+    m = select(m, probe="spectral")
+    taps = [t for t in spectral_taps(m) if _has(select(m, tap=t), "spectral", "probe_acc")]
     for i, tap in enumerate(taps):
-        mt = m[m["tap"] == tap]
+        mt = select(m, tap=tap)
         sec.figures.append(_fig(lambda p, t=tap, mt=mt: plot_rank_risk(mt, t, p), scratch, f"rank_risk_{i}",
                                 f"{tap}: rank-risk curves over epochs"))
     return sec

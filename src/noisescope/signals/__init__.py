@@ -1,9 +1,9 @@
 """Internal signals of Kubo et al.: how clean and noisy samples separate layer by layer,
 the single very large activation, and how test predictions align with the clean or the
-noisy training signal (MISSION.md, "Internal signals (Kubo)").
+noisy training signal (docs/definitions.md, "Internal signals").
 
-Functional cores on tensors live in one module per concept; :class:`SignalsProbe` is the
-thin stateful shell that streams activations once through the model and writes tidy rows.
+Functional cores on tensors live in one module per concept; the thin stateful shell that is
+fed the shared pass and writes tidy rows is :class:`noisescope.probes.signals.SignalsProbe`.
 
 * :mod:`~noisescope.signals.groups` -- streaming class-wise sums by group (clean, noisy by
   true label, noisy by observed label) and the resulting class means S_clean,c, S_noisy,c.
@@ -11,7 +11,7 @@ thin stateful shell that streams activations once through the model and writes t
 * :mod:`~noisescope.signals.large_activation` -- max |a|, its neuron, the median |a| (streaming
   histogram, relative error <= 2**-8), their ratio; eta^2 and held-out R^2 dependence.
 * :mod:`~noisescope.signals.alignment` -- per-test-sample alignment score and its summaries.
-* :mod:`~noisescope.signals.plots` -- heatmap and curves from the metrics table.
+* :mod:`~noisescope.report.signals_figures` -- heatmap and curves from the metrics table.
 """
 
 from __future__ import annotations
@@ -41,11 +41,3 @@ __all__ = [
     "separation",
     "summarize_alignment",
 ]
-
-
-def __getattr__(name: str):  # the probe imports the whole package; keep it lazy
-    if name == "SignalsProbe":
-        from noisescope.signals.probe import SignalsProbe
-
-        return SignalsProbe
-    raise AttributeError(f"module 'noisescope.signals' has no attribute {name!r}")

@@ -90,13 +90,17 @@ class NeuronMax:
         self._best = torch.tensor(-1.0, device=device)
         self._row = torch.tensor(0, dtype=torch.int64, device=device)
 
-    def update(self, acts: torch.Tensor, offset: int = 0) -> None:
-        """``acts`` (B, F); ``offset`` = index of the batch's first row in the probe set."""
+    def update(self, acts: torch.Tensor, offset: int = 0, rows: torch.Tensor | None = None) -> None:
+        """``acts`` (B, F); ``offset`` = index of the batch's first row in the probe set, or
+        ``rows`` (B,) the probe-set index of each row (for a filtered batch)."""
         a = acts.detach().float()
+        if len(a) == 0:
+            return
         v = a.abs().amax(0)
         self.max = torch.maximum(self.max, v)
         j = v.argmax()
-        row = a[:, j].abs().argmax() + offset
+        pos = a[:, j].abs().argmax()
+        row = pos + offset if rows is None else rows[pos]
         better = v[j] > self._best
         self._best = torch.where(better, v[j], self._best)
         self._row = torch.where(better, row, self._row)

@@ -1,11 +1,13 @@
 """One streaming spectral analysis of a model's taps on a NoisyDataset.
 
-Pass 1 streams the training inputs once and accumulates, for every analysed tap at the same
-time, the float64 moments (:class:`FeatureStats`); each tap's covariance is diagonalised on
-its device. Pass 2 streams noisy-validation and clean-test inputs once and scores the spectral
-linear probe (and, on the penultimate tap, the original head on truncated features) for every
-d of the grid. Pass 3 (optional) streams the training inputs again for the tail fractions.
-No pass holds (N, D) features.
+:class:`SpectralReducer` is fed batches of every split by :func:`noisescope.taps.stream_splits`
+(alone, through :func:`analyse`, or beside the other probes in the shared probe pass). The
+training split accumulates, for every analysed tap at the same time, the float64 moments
+(:class:`FeatureStats`); each tap's covariance is diagonalised on its device when the split
+ends. Noisy-validation and clean-test batches score the spectral linear probe (and, on the
+penultimate tap, the original head on truncated features) for every d of the grid. The tail
+fractions of segregation need the spectrum and the training features again: the training
+activations are kept (float32) when they fit in ``cache_mb``, else streamed a second time.
 
 ``model=None`` analyses the raw inputs (flattened) as a single tap named ``"input"``: the
 reference a repaired network has to beat.
@@ -14,7 +16,7 @@ reference a repaired network has to beat.
 from __future__ import annotations
 
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -33,9 +35,8 @@ from noisescope.spectral.linear_probe import (
 )
 from noisescope.spectral.segregation import TailFractionAccumulator, noise_share
 from noisescope.spectral.stats import FeatureStats, Spectrum
-from noisescope.taps import iter_taps, resolve_taps
+from noisescope.taps import INPUT_TAP, iter_taps, resolve_taps, stream_splits
 
-INPUT_TAP = "input"
 EVAL_SUBSETS = ("val", "test")
 
 
@@ -90,32 +91,6 @@ class TapAnalysis:
         return int(pos)
 
 
-FeatureSource = Callable[[torch.Tensor], Iterator[tuple[slice, dict[str, torch.Tensor]]]]
-
-
-def feature_source(
-    model: TappedModel | None,
-    taps: list[str] | None,
-    batch_size: int = 2048,
-    device: torch.device | str | None = None,
-) -> FeatureSource:
-    """A function x -> iterator of (slice, {tap: (B, F) features}); model None = raw inputs."""
-    if batch_size <= 0:
-        raise ValueError(f"batch_size must be > 0, got {batch_size}")
-
-    def raw(x: torch.Tensor) -> Iterator[tuple[slice, dict[str, torch.Tensor]]]:
-        dev = torch.device(device) if device is not None else x.device
-        for s in range(0, len(x), batch_size):
-            sl = slice(s, min(s + batch_size, len(x)))
-            yield sl, {INPUT_TAP: x[sl].to(dev).flatten(1).float()}
-
-    def tapped(x: torch.Tensor) -> Iterator[tuple[slice, dict[str, torch.Tensor]]]:
-        for sl, _logits, acts in iter_taps(model, x, taps, batch_size=batch_size, device=device):
-            yield sl, acts
-
-    return raw if model is None else tapped
-
-
 def select_taps(
     model: TappedModel | None, taps: str | list[str] | None, max_dim: int, x: torch.Tensor,
     device: torch.device | str | None = None,
@@ -134,7 +109,7 @@ def select_taps(
         names, explicit = resolve_taps(model, [taps]), True
     else:
         names, explicit = resolve_taps(model, list(taps)), True
-    _, first = next(feature_source(model, names, batch_size=2, device=device)(x[:2]))
+    _, _, first = next(iter_taps(model, x[:2], names, batch_size=2, device=device))
     keep = []
     for n in names:
         width = first[n].shape[1]
@@ -158,6 +133,153 @@ def _grid_for(dim: int, d_grid: list[int] | np.ndarray | None) -> np.ndarray:
     g = np.asarray(d_grid, dtype=np.int64)
     g = g[(g >= 1) & (g <= dim)]
     return check_grid(g if g.size else [dim], dim)
+
+
+def score_batch(
+    spectrum: Spectrum, readouts: list[Readout], d_grid: np.ndarray, feats: torch.Tensor, y: torch.Tensor,
+    projection_dtype: torch.dtype = torch.float32,
+) -> list[torch.Tensor]:
+    """Correct counts (G,) int64 on the CPU of each read-out on a batch of (B, D) features with
+    labels (B,), for every d of the grid: the one scoring step of the analysis and of
+    :class:`~noisescope.spectral.truncation.SpectralTruncation`."""
+    z = spectrum.project(feats, int(d_grid[-1]), projection_dtype)
+    return [cumulative_correct(z, y, r, d_grid).cpu() for r in readouts]
+
+
+class SpectralReducer:
+    """The spectral analysis of :func:`analyse` as a consumer of streamed splits.
+
+    Reads ``train`` (moments; eigendecomposition when it ends), then ``val`` and ``test``
+    (scores for every grid d); :meth:`result` finishes d*, and segregation from the cached
+    training activations (or a second training pass when they did not fit in ``cache_mb``).
+    Arguments as in :func:`analyse`; ``names`` are resolved taps (see :func:`select_taps`).
+    """
+
+    splits = ("train", "val", "test")
+
+    def __init__(
+        self,
+        model: TappedModel | None,
+        data: NoisyDataset,
+        names: list[str],
+        *,
+        d_grid: list[int] | np.ndarray | None = None,
+        alpha: float = 0.0,
+        d_rule: str = "argmax",
+        segregation: bool = True,
+        head: bool = True,
+        batch_size: int = 2048,
+        device: torch.device | str | None = None,
+        projection_dtype: torch.dtype = torch.float32,
+        cache_mb: float = 1024.0,
+        progress: Callable[[str], None] | None = None,
+    ) -> None:
+        if d_rule not in D_RULES:
+            raise ValueError(f"unknown d rule {d_rule!r}; choose from {D_RULES}")
+        self.model, self.data, self.taps = model, data, list(names)
+        self.d_grid, self.alpha, self.d_rule = d_grid, alpha, d_rule
+        self.segregation, self.head = segregation, head
+        self.batch_size, self.device, self.projection_dtype = batch_size, device, projection_dtype
+        self.progress = progress
+        self.cache_mb = cache_mb
+        self.stats: dict[str, FeatureStats] = {}
+        self.out: dict[str, TapAnalysis] = {}
+        self._cache: list[tuple[slice, dict[str, torch.Tensor]]] | None = [] if segregation else None
+        self._cache_bytes = 0
+
+    def _say(self, msg: str) -> None:
+        if self.progress:
+            self.progress(msg)
+
+    def consume(self, split: str, sl: slice, logits: torch.Tensor | None, acts: dict[str, torch.Tensor]) -> None:
+        data = self.data
+        if split == "train":
+            c = data.num_classes
+            for n in self.taps:
+                if n not in self.stats:
+                    self.stats[n] = FeatureStats(acts[n].shape[1], c, noisy_second_moment=self.segregation)
+                self.stats[n].update(acts[n], data.y_train[sl], data.y_train_true[sl])
+            if self._cache is not None:
+                nbytes = sum(acts[n].numel() * 4 for n in self.taps)
+                if self._cache_bytes + nbytes > self.cache_mb * 2**20:
+                    self._cache = None  # too big: a second training pass instead
+                else:
+                    self._cache.append((sl, {n: acts[n].float().clone() for n in self.taps}))
+                    self._cache_bytes += nbytes
+            return
+        y = data.y_val if split == "val" else data.y_test
+        for n, res in self.out.items():
+            readouts = [res.probe] if res.head is None else [res.probe, res.head]
+            counts = score_batch(res.spectrum, readouts, res.d_grid, acts[n], y[sl], self.projection_dtype)
+            res.probe_correct[split] += counts[0]
+            if res.head is not None:
+                res.head_correct[split] += counts[1]
+
+    def end(self, split: str) -> None:
+        if split == "train":
+            self._spectra()
+            return
+        self._say(f"{split} scores")
+
+    def _spectra(self) -> None:
+        if not self.stats:
+            raise ValueError("the spectral analysis needs training samples; the training split is empty")
+        self._say("train statistics")
+        model = self.model
+        for n in self.taps:
+            spec = self.stats[n].spectrum()
+            res = TapAnalysis(tap=n, spectrum=spec, d_grid=_grid_for(spec.dim, self.d_grid),
+                              probe=fit_ridge_readout(self.stats[n], spec, self.alpha))
+            if self.head and model is not None and n == model.feature_tap:
+                res.head = head_readout(spec, model.head.weight, model.head.bias)
+            for subset, x in (("val", self.data.x_val), ("test", self.data.x_test)):
+                if len(x):
+                    res.probe_correct[subset] = torch.zeros(len(res.d_grid), dtype=torch.int64)
+                    res.head_correct[subset] = torch.zeros(len(res.d_grid), dtype=torch.int64)
+                    res.n_eval[subset] = len(x)
+            self.out[n] = res
+        self._say("eigendecomposition")
+
+    def result(self) -> dict[str, TapAnalysis]:
+        """Tap name -> :class:`TapAnalysis` (call after every split was streamed)."""
+        for res in self.out.values():
+            if "val" in res.probe_correct:
+                nv = res.n_eval["val"]
+                res.d_star = choose_d(res.probe_correct["val"], res.d_grid, nv, self.d_rule)
+                if res.head is not None:
+                    res.head_d_star = choose_d(res.head_correct["val"], res.d_grid, nv, self.d_rule)
+            else:
+                res.d_star = int(res.d_grid[-1])
+            if res.head is None:
+                res.head_correct = {}
+        if self.segregation:
+            self._segregation()
+        return self.out
+
+    def _segregation(self) -> None:
+        data = self.data
+        acc = {}
+        for n, res in self.out.items():
+            res.noise_share = noise_share(self.stats[n], res.spectrum)
+            acc[n] = TailFractionAccumulator(res.spectrum, self.stats[n].clean_class_means(), res.d_grid)
+        if self._cache is not None:
+            batches = iter(self._cache)
+        elif self.model is None:
+            x = data.x_train
+            dev = torch.device(self.device) if self.device is not None else x.device
+            batches = ((slice(s, min(s + self.batch_size, len(x))),
+                        {INPUT_TAP: x[s:s + self.batch_size].to(dev).flatten(1).float()})
+                       for s in range(0, len(x), self.batch_size))
+        else:
+            batches = ((sl, a) for sl, _lg, a in iter_taps(self.model, data.x_train, self.taps,
+                                                            self.batch_size, self.device))
+        for sl, acts in batches:
+            for n in self.taps:
+                acc[n].update(acts[n], data.y_train[sl], data.y_train_true[sl])
+        for n, res in self.out.items():
+            res.tail_clean, res.tail_noisy = acc[n].result()
+        self._cache = None
+        self._say("segregation")
 
 
 @torch.no_grad()
@@ -187,7 +309,7 @@ def analyse(
         alpha: ridge strength of the probe (0 = least squares).
         d_rule: how d* is chosen from noisy-validation accuracy (see
             :func:`~noisescope.spectral.linear_probe.choose_d`).
-        segregation: also measure noise shares and tail fractions (one more training pass).
+        segregation: also measure noise shares and tail fractions.
         head: also score the original head on truncated penultimate features.
         batch_size: forward-pass batch size.
         device: where to run (default: the model's device, or the data's for raw inputs).
@@ -195,77 +317,16 @@ def analyse(
         projection_dtype: precision of the product (f - mu) V for the scored sets (moments,
             eigendecomposition, centring and cumulative scores are float64 regardless);
             float32 is ~3x faster on a CPU and changes a prediction only at exact near-ties.
-        progress: optional callback called with a short message after each pass.
+        progress: optional callback called with a short message after each step.
 
     Returns:
         tap name -> :class:`TapAnalysis`, in tap order.
     """
-    if d_rule not in D_RULES:
-        raise ValueError(f"unknown d rule {d_rule!r}; choose from {D_RULES}")
     names = select_taps(model, taps, max_dim, data.x_train, device)
-    source = feature_source(model, names, batch_size, device)
-    c = data.num_classes
-    stats: dict[str, FeatureStats] = {}
-    for sl, acts in source(data.x_train):
-        for n in names:
-            if n not in stats:
-                stats[n] = FeatureStats(acts[n].shape[1], c, noisy_second_moment=segregation)
-            stats[n].update(acts[n], data.y_train[sl], data.y_train_true[sl])
-    if progress:
-        progress("train statistics")
-
-    out: dict[str, TapAnalysis] = {}
-    for n in names:
-        spec = stats[n].spectrum()
-        res = TapAnalysis(
-            tap=n, spectrum=spec, d_grid=_grid_for(spec.dim, d_grid),
-            probe=fit_ridge_readout(stats[n], spec, alpha),
-        )
-        if head and model is not None and n == model.feature_tap:
-            res.head = head_readout(spec, model.head.weight, model.head.bias)
-        out[n] = res
-    if progress:
-        progress("eigendecomposition")
-
-    for subset, x, y in (("val", data.x_val, data.y_val), ("test", data.x_test, data.y_test)):
-        if len(x) == 0:
-            continue
-        for res in out.values():
-            res.probe_correct[subset] = torch.zeros(len(res.d_grid), dtype=torch.int64)
-            res.head_correct[subset] = torch.zeros(len(res.d_grid), dtype=torch.int64)
-            res.n_eval[subset] = len(x)
-        for sl, acts in source(x):
-            for n, res in out.items():
-                dmax = int(res.d_grid[-1])
-                z = res.spectrum.project(acts[n], dmax, projection_dtype)
-                res.probe_correct[subset] += cumulative_correct(z, y[sl], res.probe, res.d_grid).cpu()
-                if res.head is not None:
-                    res.head_correct[subset] += cumulative_correct(
-                        z, y[sl], res.head, res.d_grid
-                    ).cpu()
-        if progress:
-            progress(f"{subset} scores")
-    for res in out.values():
-        if "val" in res.probe_correct:
-            nv = res.n_eval["val"]
-            res.d_star = choose_d(res.probe_correct["val"], res.d_grid, nv, d_rule)
-            if res.head is not None:
-                res.head_d_star = choose_d(res.head_correct["val"], res.d_grid, nv, d_rule)
-        else:
-            res.d_star = int(res.d_grid[-1])
-        if res.head is None:
-            res.head_correct = {}
-
-    if segregation:
-        acc = {}
-        for n, res in out.items():
-            res.noise_share = noise_share(stats[n], res.spectrum)
-            acc[n] = TailFractionAccumulator(res.spectrum, stats[n].clean_class_means(), res.d_grid)
-        for sl, acts in source(data.x_train):
-            for n in names:
-                acc[n].update(acts[n], data.y_train[sl], data.y_train_true[sl])
-        for n, res in out.items():
-            res.tail_clean, res.tail_noisy = acc[n].result()
-        if progress:
-            progress("segregation")
-    return out
+    reducer = SpectralReducer(
+        model, data, names, d_grid=d_grid, alpha=alpha, d_rule=d_rule, segregation=segregation,
+        head=head, batch_size=batch_size, device=device, projection_dtype=projection_dtype, progress=progress,
+    )
+    inputs = {"train": data.x_train, "val": data.x_val, "test": data.x_test}
+    stream_splits(model, inputs, [reducer], batch_size, device)
+    return reducer.result()

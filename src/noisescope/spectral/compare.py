@@ -22,27 +22,19 @@ Only noisy validation chooses anything. :func:`summarize_seeds` gives mean and s
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+
 import numpy as np
 import pandas as pd
 import torch
 
 from noisescope.data.base import NoisyDataset
+from noisescope.evaluate import model_accuracy
 from noisescope.models.base import TappedModel
-from noisescope.probes.dynamics import loss_and_accuracy, predict_logits
-from noisescope.spectral.analysis import INPUT_TAP, TapAnalysis, analyse
+from noisescope.spectral.analysis import TapAnalysis, analyse
+from noisescope.taps import INPUT_TAP
 
 COLUMNS = ["method", "epoch", "tap", "d", "val_acc", "test_acc"]
-
-
-@torch.no_grad()
-def model_accuracy(
-    model: TappedModel, data: NoisyDataset, batch_size: int = 2048, device: torch.device | str | None = None
-) -> tuple[float, float]:
-    """(noisy-validation accuracy against observed labels, clean test accuracy)."""
-    device = device or next(model.parameters()).device
-    val = loss_and_accuracy(predict_logits(model, data.x_val, batch_size, device), data.y_val)[1]
-    test = loss_and_accuracy(predict_logits(model, data.x_test, batch_size, device), data.y_test)[1]
-    return val, test
 
 
 def _row(method: str, epoch: int | None, tap: str, d: int, val: float, test: float) -> dict:
@@ -70,7 +62,25 @@ def best_tap(results: dict[str, TapAnalysis]) -> TapAnalysis:
     return best
 
 
-def compare_truncation(
+@dataclass
+class Comparison:
+    """What :func:`compare` measured: the table and the analyses behind it (reuse them, e.g.
+    ``SpectralTruncation(...).fit_analysis(c.final[model.feature_tap])``, instead of analysing
+    the same tap again)."""
+
+    table: pd.DataFrame
+    final: dict[str, TapAnalysis] = field(default_factory=dict)
+    early: TapAnalysis | None = None
+    raw: TapAnalysis | None = None
+
+
+def compare_truncation(final: TappedModel, data: NoisyDataset, early: TappedModel | None = None,
+                       **kwargs: object) -> pd.DataFrame:
+    """The table of :func:`compare` (same arguments)."""
+    return compare(final, data, early, **kwargs).table
+
+
+def compare(
     final: TappedModel,
     data: NoisyDataset,
     early: TappedModel | None = None,
@@ -84,8 +94,9 @@ def compare_truncation(
     d_rule: str = "argmax",
     batch_size: int = 2048,
     device: torch.device | str | None = None,
-) -> pd.DataFrame:
-    """Every method of the module docstring on one run; returns a DataFrame with COLUMNS.
+) -> Comparison:
+    """Every method of the module docstring on one run: a DataFrame with COLUMNS, and the
+    analyses it came from.
 
     Args:
         final: the converged model. early: the best-noisy-validation checkpoint, if any.
@@ -105,6 +116,7 @@ def compare_truncation(
         res.update(analyse(final, data, "feature", d_grid=d_grid, alpha=alpha, d_rule=d_rule, segregation=False,
                            batch_size=batch_size, device=device))
     rows.append(_truncated_row("truncated_final", final_epoch, res[final.feature_tap]))
+    er = raw = None
     if early is not None:
         v, t = model_accuracy(early, data, batch_size, device)
         rows.append(_row("early_stop", early_epoch, early.feature_tap, early.feature_dim, v, t))
@@ -118,7 +130,7 @@ def compare_truncation(
         raw = analyse(None, data, d_grid=d_grid, alpha=alpha, d_rule=d_rule, segregation=False,
                       batch_size=batch_size, device=device)[INPUT_TAP]
         rows.append(_probe_row("raw_input", None, raw))
-    return pd.DataFrame(rows, columns=COLUMNS)
+    return Comparison(pd.DataFrame(rows, columns=COLUMNS), res, er, raw)
 
 
 def summarize_seeds(frames: list[pd.DataFrame]) -> pd.DataFrame:

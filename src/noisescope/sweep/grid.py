@@ -43,7 +43,7 @@ from pathlib import Path
 from typing import Any
 
 from noisescope.config import _SECTION_TYPES, Config, ConfigError, apply_overrides, from_dict, read_toml
-from noisescope.experiment import config_hash
+from noisescope.runs.build import config_hash
 
 SWEEP_TABLES = ("grid", "zip", "sweep")
 EXECUTORS = ("local", "ray")

@@ -17,8 +17,8 @@ from typing import Any
 
 import pandas as pd
 
-from noisescope.probes.base import COLUMNS, DTYPES
-from noisescope.store import RunStore
+from noisescope.metrics import COLUMNS, DTYPES
+from noisescope.runs.store import RunStore
 from noisescope.sweep.runner import read_manifest, run_dir
 
 
@@ -85,7 +85,7 @@ def _flat_summary(summary: dict[str, Any]) -> dict[str, Any]:
 
 def sweep_table(sweep_dir: str | Path) -> pd.DataFrame:
     """One row per planned run: id, swept values, state, epoch, headline numbers, error."""
-    from noisescope.run import summarize
+    from noisescope.probes.dynamics import summarize
 
     params = sweep_params(sweep_dir)
     rows = []

@@ -27,8 +27,9 @@ from pathlib import Path
 from typing import Any
 
 from noisescope.config import ConfigError, from_dict
-from noisescope.experiment import run_experiment
-from noisescope.store import RunStore, read_json, write_json
+from noisescope.io import read_json, write_json
+from noisescope.runs.lifecycle import run_experiment
+from noisescope.runs.store import RunStore
 from noisescope.sweep.executors import LocalExecutor, RayExecutor, make_executor
 from noisescope.sweep.grid import SweepSettings, SweepSpec
 
@@ -85,7 +86,7 @@ def execute_task(task: RunTask) -> RunOutcome:
         cfg = from_dict(task.config)
         on_epoch = None
         if task.loggers:
-            from noisescope.loggers import make_loggers
+            from noisescope.runs.loggers import make_loggers
 
             on_epoch = make_loggers(task.loggers, task.path, cfg)
         try:

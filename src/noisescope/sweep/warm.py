@@ -10,8 +10,8 @@ from __future__ import annotations
 import torch
 
 import noisescope.data  # noqa: F401
-import noisescope.experiment  # noqa: F401
 import noisescope.probes.dynamics  # noqa: F401
+import noisescope.runs.lifecycle  # noqa: F401
 import noisescope.sweep.runner  # noqa: F401
 
 # the first optimizer imports torch._dynamo (~1-3 s); build one on a scalar to pay it here

@@ -10,8 +10,11 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from noisescope.run import dynamics_curve, summarize  # noqa: E402
-from noisescope.store import atomic_write  # noqa: E402
+from noisescope.metrics import (
+    dynamics_curve,  # noqa: E402
+    save_figure,  # noqa: E402
+)
+from noisescope.probes.dynamics import summarize  # noqa: E402
 
 CURVES = [
     ("clean_train", "clean train", "tab:blue", "-"),
@@ -57,7 +60,4 @@ def plot_dynamics(metrics: pd.DataFrame, path: str | Path, title: str = "", log_
     axes[0].legend(fontsize=8, loc="lower right" if not log_x else "best")
     fig.suptitle(title or "clean vs noisy learning dynamics")
     fig.tight_layout()
-    path = Path(path)
-    atomic_write(path, lambda p: fig.savefig(p, dpi=110, format="png"))
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)

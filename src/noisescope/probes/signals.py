@@ -36,14 +36,14 @@ alignment_n_correct/_wrong  test          number of test samples with a defined 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
-from contextlib import contextmanager
 
 import torch
 
 from noisescope.data.base import NoisyDataset
+from noisescope.metrics import Row
 from noisescope.models.base import TappedModel
-from noisescope.probes.base import ProbeContext, Row
+from noisescope.probes.base import ProbeContext
+from noisescope.probes.engine import run_probes
 from noisescope.signals.alignment import alignment_scores, summarize_alignment
 from noisescope.signals.groups import ClassSums, group_onehot
 from noisescope.signals.large_activation import (
@@ -128,6 +128,8 @@ class SignalsProbe:
         self.dependence_buffer_mb = float(dependence_buffer_mb)
         self.alignment = bool(alignment)
         self.seed = int(seed)
+        self._dep_key: tuple | None = None
+        self._dep: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None
 
     # -- helpers -------------------------------------------------------------------------
     def tap_names(self, model: TappedModel) -> list[str]:
@@ -144,80 +146,135 @@ class SignalsProbe:
         return torch.randperm(n, generator=g)[:cap].sort().values
 
     # -- the probe -----------------------------------------------------------------------
+    def start(self, model: TappedModel, data: NoisyDataset, ctx: ProbeContext) -> _SignalsSession:
+        return _SignalsSession(self, model, data, ctx)
+
     def __call__(self, model: TappedModel, data: NoisyDataset, ctx: ProbeContext) -> list[Row]:
-        with full_precision_matmul():
-            return self._probe(model, data, ctx)
+        return run_probes([self], model, data, ctx)
 
-    def _probe(self, model: TappedModel, data: NoisyDataset, ctx: ProbeContext) -> list[Row]:
-        names = self.tap_names(model)
-        state = ctx.state.setdefault("signals", {})
-        sel = self._subset(len(data.x_train), self.max_train, 1)
-        x = data.x_train if sel is None else data.x_train[sel]
-        y_obs = data.y_train if sel is None else data.y_train[sel]
-        y_true = data.y_train_true if sel is None else data.y_train_true[sel]
-        c = int(data.num_classes)
-        dep_slot = self._prepare_dependence(x, state) if self.dependence else None
-        n_dep = int((dep_slot >= 0).sum()) if dep_slot is not None else 0
+    def dependence_sample(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Seeded dependence subsample of the probe set ``x`` (N, ...) with its input PCA,
+        cached on the probe (it depends only on the data and the options):
+        (rows (k,) sorted indices into x, fit (k,) bool half used for fitting, z (k, pcs))."""
+        n = len(x)
+        key = (n, self.dependence_samples, self.input_pcs, self.seed, x.data_ptr())
+        if self._dep_key != key:
+            k = min(self.dependence_samples, n)
+            g = torch.Generator().manual_seed(self.seed * 7919 + 2)
+            rows = torch.randperm(n, generator=g)[:k].sort().values
+            fit = torch.zeros(k, dtype=torch.bool)
+            fit[torch.randperm(k, generator=g)[: k // 2]] = True
+            mean, comps = input_components(x[rows[fit]], self.input_pcs)
+            z = (x[rows].flatten(1).to(torch.float64).cpu() - mean) @ comps
+            self._dep_key, self._dep = key, (rows, fit, z)
+        return self._dep
 
-        sums: dict[str, ClassSums] = {}
-        maxes: dict[str, NeuronMax] = {}
-        hists: dict[str, AbsHistogram] = {}
-        buffers: dict[str, torch.Tensor | None] = {}
-        for sl, logits, acts in iter_taps(model, x, names, ctx.batch_size):
-            dev = logits.device
-            yt, yo = y_true[sl].to(dev), y_obs[sl].to(dev)
-            onehot = group_onehot(yt, yo, c)
-            if dep_slot is not None:
-                slot = dep_slot[sl].to(dev)
-                keep = slot >= 0
-                slot = slot[keep]
-            for tap, a in acts.items():
-                if tap not in sums:
-                    sums[tap] = ClassSums(c, a.shape[1], dev)
-                    maxes[tap] = NeuronMax(a.shape[1], dev)
-                    hists[tap] = AbsHistogram(dev)
-                    fits = n_dep * a.shape[1] * 4 <= self.dependence_buffer_mb * 2**20
-                    buffers[tap] = (torch.empty(n_dep, a.shape[1], device=dev)
-                                    if dep_slot is not None and fits else None)
-                sums[tap].update(a, yt, yo, onehot)
-                maxes[tap].update(a, offset=sl.start)
-                hists[tap].update(a)
-                if buffers[tap] is not None:
-                    buffers[tap].index_copy_(0, slot, a[keep].float())
 
-        rows: list[Row] = []
-        e = ctx.epoch
+class _SignalsSession:
+    """The signals probe's share of the shared pass at one epoch.
 
-        def add(metric: str, value: float, subset: str, tap: str, index: int = -1) -> None:
-            rows.append(Row(e, self.name, metric, float(value), subset, tap, index))
+    Train batches feed the class sums, per-neuron maxima, |a| histograms and the dependence
+    buffers; when the training split ends the separation, large-activation and dependence rows
+    are written; test batches then score the alignment against the class means.
+    """
 
-        means = {tap: s.means() for tap, s in sums.items()}
+    def __init__(self, probe: SignalsProbe, model: TappedModel, data: NoisyDataset, ctx: ProbeContext) -> None:
+        self.p, self.model, self.data, self.ctx = probe, model, data, ctx
+        self.taps = probe.tap_names(model)
+        self.splits = ("train", "test") if probe.alignment else ("train",)
+        self.state = ctx.state.setdefault(probe.name, {})
+        self.c = int(data.num_classes)
+        n = len(data.x_train)
+        sel = probe._subset(n, probe.max_train, 1)
+        self.train_keep = None if sel is None else _mask(n, sel)
+        self.sel = sel
+        sel_test = probe._subset(len(data.x_test), probe.max_test, 3)
+        self.test_keep = None if sel_test is None else _mask(len(data.x_test), sel_test)
+        self.dep_rows = self.dep_slot = None
+        if probe.dependence:
+            x = data.x_train if sel is None else data.x_train[sel]
+            rows, _fit, _z = probe.dependence_sample(x)
+            self.dep_rows = rows if sel is None else sel[rows]  # indices into data.x_train
+            self.dep_slot = torch.full((n,), -1, dtype=torch.int64)
+            self.dep_slot[self.dep_rows] = torch.arange(len(rows))
+        self.sums: dict[str, ClassSums] = {}
+        self.maxes: dict[str, NeuronMax] = {}
+        self.hists: dict[str, AbsHistogram] = {}
+        self.buffers: dict[str, torch.Tensor | None] = {}
+        self.means: dict[str, dict[str, torch.Tensor]] = {}
+        self.scores: dict[str, list[torch.Tensor]] = {tap: [] for tap in self.taps}
+        self.preds: list[torch.Tensor] = []
+        self.out: list[Row] = []
+
+    def add(self, metric: str, value: float, subset: str, tap: str, index: int = -1) -> None:
+        self.out.append(Row(self.ctx.epoch, self.p.name, metric, float(value), subset, tap, index))
+
+    def consume(self, split: str, sl: slice, logits: torch.Tensor, acts: dict[str, torch.Tensor]) -> None:
+        keep = self.train_keep if split == "train" else self.test_keep
+        rows = torch.arange(sl.start, sl.stop)
+        if keep is not None:
+            k = keep[sl]
+            rows = rows[k]
+            k = k.to(logits.device)
+            logits, acts = logits[k], {t: a[k] for t, a in acts.items()}
+        if split == "train":
+            self._train_batch(sl, rows, logits, acts)
+        else:
+            self._test_batch(rows, logits, acts)
+
+    def _train_batch(self, sl: slice, rows: torch.Tensor, logits: torch.Tensor, acts: dict) -> None:
+        data, c = self.data, self.c
+        dev = logits.device
+        yt, yo = data.y_train_true[rows].to(dev), data.y_train[rows].to(dev)
+        onehot = group_onehot(yt, yo, c)
+        if self.dep_slot is not None:
+            slot = self.dep_slot[rows].to(dev)
+            has = slot >= 0
+            slot = slot[has]
+        n_dep = 0 if self.dep_rows is None else len(self.dep_rows)
+        for tap, a in acts.items():
+            if tap not in self.sums:
+                self.sums[tap] = ClassSums(c, a.shape[1], dev)
+                self.maxes[tap] = NeuronMax(a.shape[1], dev)
+                self.hists[tap] = AbsHistogram(dev)
+                fits = n_dep * a.shape[1] * 4 <= self.p.dependence_buffer_mb * 2**20
+                self.buffers[tap] = torch.empty(n_dep, a.shape[1], device=dev) if n_dep and fits else None
+            self.sums[tap].update(a, yt, yo, onehot)
+            if self.train_keep is None:
+                self.maxes[tap].update(a, offset=sl.start)
+            else:
+                self.maxes[tap].update(a, rows=rows.to(dev))
+            self.hists[tap].update(a)
+            if self.buffers[tap] is not None:
+                self.buffers[tap].index_copy_(0, slot, a[has].float())
+
+    def end(self, split: str) -> None:
+        if split == "test":
+            self._alignment_rows()
+            return
+        if not self.sums:
+            raise ValueError("the signals probe needs training samples; the training split is empty")
         top: dict[str, int] = {}
-        for tap in names:
-            m, n = means[tap], sums[tap].group_counts()
+        for tap in self.taps:
+            m, n = self.sums[tap].means(), self.sums[tap].group_counts()
+            self.means[tap] = m
             for subset, group in (("by_true", "noisy_true"), ("by_observed", "noisy_obs")):
-                per_class, avg = separation(m["clean"], m[group], n["clean"], n[group],
-                                            self.min_noisy)
-                for k in range(c):
+                per_class, avg = separation(m["clean"], m[group], n["clean"], n[group], self.p.min_noisy)
+                for k in range(self.c):
                     if not math.isnan(float(per_class[k])):
-                        add("separation", float(per_class[k]), subset, tap, k)
-                add("separation", avg, subset, tap, -1)
-            top[tap] = self._large_activation(tap, maxes[tap], hists[tap], state, add, sel)
+                        self.add("separation", float(per_class[k]), subset, tap, k)
+                self.add("separation", avg, subset, tap, -1)
+            top[tap] = self._large_activation(tap)
+        if self.p.dependence:
+            self._dependence(top)
 
-        if self.dependence:
-            self._dependence(model, data, x, y_true, y_obs, top, buffers, ctx, state, add)
-        if self.alignment:
-            self._alignment(model, data, names, means, ctx, add)
-        return rows
-
-    def _large_activation(self, tap: str, nmax: NeuronMax, hist: AbsHistogram,
-                          state: dict, add, sel: torch.Tensor | None) -> int:
+    def _large_activation(self, tap: str) -> int:
         """Write the large-activation rows of one tap; return its top neuron."""
-        value, neuron, row = nmax.top()
-        row = row if sel is None else int(sel[row])  # index into data.x_train
-        med = hist.median(nonzero=self.median == "nonzero")
+        nmax, hist, state, add = self.maxes[tap], self.hists[tap], self.state, self.add
+        value, neuron, row = nmax.top()  # row: index into data.x_train
+        med = hist.median(nonzero=self.p.median == "nonzero")
         ratio = value / med if med > 0 else float("inf")
-        flag = ratio >= self.threshold
+        flag = ratio >= self.p.threshold
         add("large_act_max", value, "train", tap)
         add("large_act_neuron", neuron, "train", tap)
         add("large_act_row", row, "train", tap)
@@ -239,70 +296,51 @@ class SignalsProbe:
         add("large_act_tracked_max", float(nmax.max[j]), "train", tap)
         return neuron
 
-    def _prepare_dependence(self, x: torch.Tensor, state: dict) -> torch.Tensor:
-        """Seeded dependence subsample of the probe set (cached with its input PCA in
-        ``state``); returns (N,) int64: slot in the subsample, or -1."""
-        n = len(x)
-        key = ("dep", n, self.dependence_samples, self.input_pcs, self.seed)
-        if state.get("dep_key") != key:
-            k = min(self.dependence_samples, n)
-            g = torch.Generator().manual_seed(self.seed * 7919 + 2)
-            rows = torch.randperm(n, generator=g)[:k].sort().values
-            fit = torch.zeros(k, dtype=torch.bool)
-            fit[torch.randperm(k, generator=g)[: k // 2]] = True
-            mean, comps = input_components(x[rows[fit]], self.input_pcs)
-            z = (x[rows].flatten(1).to(torch.float64).cpu() - mean) @ comps
-            slot = torch.full((n,), -1, dtype=torch.int64)
-            slot[rows] = torch.arange(k)
-            state.update(dep_key=key, dep_rows=rows, dep_fit=fit, dep_z=z, dep_slot=slot)
-        return state["dep_slot"]
-
-    def _dependence(self, model, data, x, y_true, y_obs, top, buffers, ctx, state, add) -> None:
-        rows, fit, z = state["dep_rows"], state["dep_fit"], state["dep_z"]
-        cols = {tap: buffers[tap][:, top[tap]].cpu() for tap in top if buffers[tap] is not None}
+    def _dependence(self, top: dict[str, int]) -> None:
+        data = self.data
+        x = data.x_train if self.sel is None else data.x_train[self.sel]
+        _rows, fit, z = self.p.dependence_sample(x)
+        rows = self.dep_rows
+        cols = {tap: self.buffers[tap][:, top[tap]].cpu() for tap in top if self.buffers.get(tap) is not None}
         rest = [tap for tap in top if tap not in cols]
         if rest:  # activations too wide to buffer: one more pass over the subsample
             parts: dict[str, list[torch.Tensor]] = {tap: [] for tap in rest}
-            for _sl, _logits, acts in iter_taps(model, x[rows], rest, ctx.batch_size):
+            for _sl, _logits, acts in iter_taps(self.model, data.x_train[rows], rest, self.ctx.batch_size,
+                                                self.ctx.device):
                 for tap, a in acts.items():
                     parts[tap].append(a[:, top[tap]].detach().float().cpu())
             cols.update({tap: torch.cat(p) for tap, p in parts.items()})
-        yt, yo = y_true[rows].cpu(), y_obs[rows].cpu()
-        c = int(data.num_classes)
+        yt, yo = data.y_train_true[rows].cpu(), data.y_train[rows].cpu()
         for tap in top:
             v = cols[tap]
-            add("eta2_true", correlation_ratio(v, yt, c), "train", tap)
-            add("eta2_obs", correlation_ratio(v, yo, c), "train", tap)
-            add("r2_input", heldout_r2(z, v, fit), "train", tap)
+            self.add("eta2_true", correlation_ratio(v, yt, self.c), "train", tap)
+            self.add("eta2_obs", correlation_ratio(v, yo, self.c), "train", tap)
+            self.add("r2_input", heldout_r2(z, v, fit), "train", tap)
 
-    def _alignment(self, model, data, names, means, ctx, add) -> None:
-        sel = self._subset(len(data.x_test), self.max_test, 3)
-        x = data.x_test if sel is None else data.x_test[sel]
-        y = data.y_test if sel is None else data.y_test[sel]
-        scores: dict[str, list[torch.Tensor]] = {tap: [] for tap in names}
-        preds: list[torch.Tensor] = []
-        for _sl, logits, acts in iter_taps(model, x, names, ctx.batch_size):
-            pred = logits.argmax(1)
-            preds.append(pred.cpu())
-            for tap, a in acts.items():
-                m = means[tap]
-                scores[tap].append(alignment_scores(a, pred, m["clean"], m["noisy_obs"]).cpu())
-        correct = torch.cat(preds) == y.cpu()
-        for tap in names:
-            summary = summarize_alignment(torch.cat(scores[tap]), correct)
-            add("alignment_correct", summary["correct"], "test", tap)
-            add("alignment_wrong", summary["wrong"], "test", tap)
-            add("alignment_n_correct", summary["n_correct"], "test", tap)
-            add("alignment_n_wrong", summary["n_wrong"], "test", tap)
+    def _test_batch(self, rows: torch.Tensor, logits: torch.Tensor, acts: dict) -> None:
+        pred = logits.argmax(1)
+        self.preds.append(pred.cpu())
+        for tap, a in acts.items():
+            m = self.means[tap]
+            self.scores[tap].append(alignment_scores(a, pred, m["clean"], m["noisy_obs"]).cpu())
+
+    def _alignment_rows(self) -> None:
+        y = self.data.y_test if self.test_keep is None else self.data.y_test[self.test_keep]
+        preds = torch.cat(self.preds) if self.preds else torch.zeros(0, dtype=torch.int64)
+        correct = preds == y.cpu()
+        for tap in self.taps:
+            s = torch.cat(self.scores[tap]) if self.scores[tap] else torch.zeros(0, dtype=torch.float64)
+            summary = summarize_alignment(s, correct)
+            self.add("alignment_correct", summary["correct"], "test", tap)
+            self.add("alignment_wrong", summary["wrong"], "test", tap)
+            self.add("alignment_n_correct", summary["n_correct"], "test", tap)
+            self.add("alignment_n_wrong", summary["n_wrong"], "test", tap)
+
+    def rows(self) -> list[Row]:
+        return self.out
 
 
-@contextmanager
-def full_precision_matmul() -> Iterator[None]:
-    """Disable TF32 (and other reduced-precision float32 matmuls) while the probe runs, so
-    class sums and cosines are float32-exact; the previous setting is restored."""
-    previous = torch.get_float32_matmul_precision()
-    torch.set_float32_matmul_precision("highest")
-    try:
-        yield
-    finally:
-        torch.set_float32_matmul_precision(previous)
+def _mask(n: int, sel: torch.Tensor) -> torch.Tensor:
+    keep = torch.zeros(n, dtype=torch.bool)
+    keep[sel] = True
+    return keep

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import torch
 import torch.nn.functional as F
@@ -17,12 +18,12 @@ import torch.nn.functional as F
 from noisescope import accel
 from noisescope.config import TrainConfig
 from noisescope.data.base import NoisyDataset
+from noisescope.metrics import Row
 from noisescope.models.base import TappedModel
 from noisescope.pipeline import TensorPipeline
-from noisescope.probes.base import Probe, ProbeContext, Row
-from noisescope.run import best_val_epoch
+from noisescope.probes import Probe, ProbeContext, run_probes
+from noisescope.probes.dynamics import best_val_epoch, early_stop_update
 from noisescope.schedule import lr_at
-from noisescope.store import RunStore
 
 
 def resolve_device(name: str = "auto") -> torch.device:
@@ -42,6 +43,21 @@ def make_optimizer(params: object, cfg: TrainConfig) -> torch.optim.Optimizer:
     if name == "adamw":
         return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     raise ValueError(f"train.optimizer: unknown optimizer {cfg.optimizer!r}")
+
+
+class RunStoreLike(Protocol):
+    """What the loop needs from a run store (:class:`noisescope.runs.store.RunStore`)."""
+
+    def save_weights(self, model: torch.nn.Module, epoch: int) -> object: ...
+    def delete_weights(self, epoch: int) -> None: ...
+    def append_metrics(self, rows: list[Row]) -> None: ...
+    def save_resume(self, model: torch.nn.Module, optimizer: torch.optim.Optimizer, epoch: int,
+                    probe_state: dict) -> None: ...
+    def load_resume(self, model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> tuple[int, dict]: ...
+    def truncate_metrics(self, after_epoch: int) -> None: ...
+    def checkpoints(self) -> dict: ...
+    def metrics(self) -> object: ...
+    def set_status(self, state: str, epoch: int, **extra: object) -> None: ...
 
 
 @dataclass
@@ -103,7 +119,7 @@ class Trainer:
         cfg: TrainConfig,
         probes: list[Probe],
         probe_at: list[int],
-        store: RunStore | None = None,
+        store: RunStoreLike | None = None,
         checkpoint_at: set[int] | None = None,
         probe_batch_size: int = 2048,
         on_epoch: Callable[[EpochReport], None] | None = None,
@@ -130,45 +146,49 @@ class Trainer:
         self.best_val: tuple[int, float] | None = None  # (epoch, noisy-validation accuracy)
 
     def run_probes(self, epoch: int) -> list[Row]:
+        """Every probe's rows at ``epoch``, from one pass over each split."""
         ctx = ProbeContext(epoch=epoch, device=self.device, batch_size=self.probe_batch_size,
                            state=self.probe_state)
-        rows: list[Row] = []
-        for probe in self.probes:
-            rows.extend(probe(self.model, self.data, ctx))
-        return rows
-
-    def _keep_best_val(self, epoch: int, rows: list[Row]) -> None:
-        """Keep the weights of the best noisy-validation epoch so far (the early-stopping
-        model; ties -> the earlier epoch), dropping the previous best unless it was asked for."""
-        val = [r.value for r in rows if (r.probe, r.subset, r.metric) == ("dynamics", "val", "acc")]
-        if self.store is None or not val or (self.best_val is not None and val[0] <= self.best_val[1]):
-            return
-        previous, self.best_val = self.best_val, (epoch, val[0])
-        self.store.save_weights(self.model, epoch)
-        if previous is not None and previous[0] not in self.checkpoint_at:
-            self.store.delete_weights(previous[0])
+        return run_probes(self.probes, self.model, self.data, ctx)
 
     def _finish_epoch(self, epoch: int, train_loss: float, lr: float) -> None:
+        """Probes, then the store in an order a kill at any point repairs on resume: metric
+        rows, weights, then the resume state (the commit point: everything after epoch
+        ``e - 1`` is recomputed until it is written), then the clean-up of a superseded
+        early-stopping checkpoint, then the status."""
         rows = self.run_probes(epoch) if epoch in self.probe_at else []
         if self.store is not None:
-            self._keep_best_val(epoch, rows)
+            val = [r.value for r in rows if (r.probe, r.subset, r.metric) == ("dynamics", "val", "acc")]
+            best = early_stop_update(self.best_val, epoch, val[0]) if val else self.best_val
             train_rows = [Row(epoch, "train", "loss", train_loss, subset="train_running"),
                           Row(epoch, "train", "lr", lr)] if epoch > 0 else []
             self.store.append_metrics(rows + train_rows)
-            if epoch in self.checkpoint_at:
+            if epoch in self.checkpoint_at or (best is not None and best[0] == epoch):
                 self.store.save_weights(self.model, epoch)
-            self.store.save_resume(self.model, self.optimizer, epoch)
+            self.store.save_resume(self.model, self.optimizer, epoch, self.probe_state)
+            previous, self.best_val = self.best_val, best
+            if previous is not None and best != previous and previous[0] not in self.checkpoint_at:
+                self.store.delete_weights(previous[0])
             self.store.set_status("running", epoch)
         if self.on_epoch is not None:
             self.on_epoch(EpochReport(epoch, train_loss, lr, rows))
+
+    def _tidy_checkpoints(self, done: int) -> None:
+        """After a resume: drop weights no longer wanted (a superseded early-stopping
+        checkpoint whose deletion a kill interrupted)."""
+        keep = set(self.checkpoint_at) | ({self.best_val[0]} if self.best_val else set())
+        for epoch in list(self.store.checkpoints()):
+            if epoch <= done and epoch not in keep:
+                self.store.delete_weights(epoch)
 
     def fit(self) -> TappedModel:
         """Train to ``cfg.epochs``, resuming from the store's resume state if present."""
         done = -1
         if self.store is not None:
-            done = self.store.load_resume(self.model, self.optimizer)
+            done, self.probe_state = self.store.load_resume(self.model, self.optimizer)
             self.store.truncate_metrics(done)
             self.best_val = best_val_epoch(self.store.metrics())
+            self._tidy_checkpoints(done)
         if done < 0:
             self._finish_epoch(0, float("nan"), 0.0)
             done = 0

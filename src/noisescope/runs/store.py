@@ -7,14 +7,15 @@ Layout::
       env.json          python / package versions, git commit, device, threads, start time
       noise.json        the realized noise: model, params, rate, C x C transition counts
       status.json       {"state": "running"|"complete"|"failed", "epoch": last finished epoch}
-      metrics.parquet   the tidy table of probes/base.py (epoch, probe, tap, subset, metric,
+      metrics.parquet   the tidy table of noisescope/metrics.py (epoch, probe, tap, subset, metric,
                         index, value); while a run trains, each epoch's rows go to a small
                         file in metrics.parts/ (no rewrite of the whole table), merged into
                         metrics.parquet when the run completes (RunStore.compact)
       summary.json      headline numbers written when the run completes
       checkpoints/
         epoch_0000.safetensors   model weights at chosen epochs (state_dict)
-        resume.safetensors       model + optimizer state after the last finished epoch
+        resume.safetensors       model + optimizer state after the last finished epoch, and
+                                 the probes' cross-epoch state (JSON in its metadata)
       figures/          PNGs
 
 A run killed at any moment resumes from ``resume.safetensors`` and loses at most the epoch
@@ -27,8 +28,6 @@ import json
 import os
 import platform
 import subprocess
-import tempfile
-from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -37,33 +36,9 @@ import pandas as pd
 import torch
 from safetensors.torch import load_file, save_file
 
-from noisescope.probes.base import COLUMNS, DTYPES, KEY, Row, rows_to_frame
-
-_UMASK = os.umask(0)
-os.umask(_UMASK)
-
-
-def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
-    """Call ``write(tmp_path)`` then rename onto ``path`` (same directory, so atomic)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        write(Path(tmp))
-        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; give the usual permissions
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def write_json(path: Path, obj: Any) -> None:
-    atomic_write(path, lambda p: p.write_text(json.dumps(obj, indent=2, default=str) + "\n"))
-
-
-def read_json(path: Path) -> Any:
-    return json.loads(Path(path).read_text())
+from noisescope.io import atomic_write, read_json, write_json
+from noisescope.metrics import DTYPES, KEY, Row, empty_frame, rows_to_frame
+from noisescope.version import __version__
 
 
 def git_commit(start: Path | None = None) -> str:
@@ -88,8 +63,6 @@ def git_commit(start: Path | None = None) -> str:
 def environment(device: torch.device | str = "cpu") -> dict[str, Any]:
     """Versions, git commit and device of this process (for env.json)."""
     from importlib.metadata import PackageNotFoundError, version
-
-    from noisescope import __version__
 
     def pkg(name: str) -> str:
         try:
@@ -172,7 +145,7 @@ class RunStore:
         """
         files = ([self.metrics_path] if self.metrics_path.exists() else []) + self._parts()
         if not files:
-            return pd.DataFrame({c: pd.Series(dtype=DTYPES[c]) for c in COLUMNS})
+            return empty_frame()
         frame = pd.concat([pd.read_parquet(f) for f in files], ignore_index=True).astype(DTYPES)
         if len(files) > 1:
             frame = frame.drop_duplicates(KEY, keep="last").reset_index(drop=True)
@@ -194,13 +167,16 @@ class RunStore:
         atomic_write(self.metrics_path, lambda p: frame.to_parquet(p, index=False))
         for part in parts:
             part.unlink(missing_ok=True)
+        for tmp in self.parts_dir.glob(".*.tmp") if self.parts_dir.is_dir() else []:
+            tmp.unlink(missing_ok=True)  # left by a killed writer
         if self.parts_dir.is_dir() and not any(self.parts_dir.iterdir()):
             self.parts_dir.rmdir()
 
-    def replace_metrics(self, probe: str, epochs: list[int], rows: list[Row]) -> None:
-        """Replace the rows of ``probe`` at ``epochs`` by ``rows`` (recomputing a probe offline)."""
+    def replace_metrics(self, probes: str | list[str], epochs: list[int], rows: list[Row]) -> None:
+        """Replace the rows of ``probes`` at ``epochs`` by ``rows`` (a replay from checkpoints)."""
+        probes = [probes] if isinstance(probes, str) else list(probes)
         old = self.metrics()
-        keep = old[~((old["probe"] == probe) & old["epoch"].isin(list(epochs)))]
+        keep = old[~(old["probe"].isin(probes) & old["epoch"].isin(list(epochs)))]
         self.compact(pd.concat([keep, rows_to_frame(rows)], ignore_index=True).astype(DTYPES))
 
     def truncate_metrics(self, after_epoch: int) -> None:
@@ -235,25 +211,39 @@ class RunStore:
         model.load_state_dict(load_file(str(ckpts[epoch])))
         return model
 
-    def save_resume(self, model: torch.nn.Module, optimizer: torch.optim.Optimizer, epoch: int) -> None:
-        """Model + optimizer state after ``epoch`` finished, as one safetensors file."""
+    def save_resume(self, model: torch.nn.Module, optimizer: torch.optim.Optimizer, epoch: int,
+                    probe_state: dict | None = None) -> None:
+        """Model + optimizer state after ``epoch`` finished, and the probes' cross-epoch state
+        (JSON-serialisable, see ``ProbeContext.state``), as one safetensors file."""
         tensors, meta = flatten_state(model, optimizer)
         meta["epoch"] = str(epoch)
+        meta["probe_state"] = json.dumps(probe_state or {})
         path = self.checkpoint_dir / "resume.safetensors"
         atomic_write(path, lambda p: save_file(tensors, str(p), metadata=meta))
 
-    def load_resume(self, model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> int:
-        """Restore the resume state; returns the epoch it was saved after, or -1 if none."""
+    def load_resume(self, model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> tuple[int, dict]:
+        """Restore the resume state; returns (the epoch it was saved after, the probes'
+        cross-epoch state), or (-1, {}) if there is none."""
         path = self.checkpoint_dir / "resume.safetensors"
         if not path.exists():
-            return -1
+            return -1, {}
         from safetensors import safe_open
 
         with safe_open(str(path), framework="pt") as f:
             meta = f.metadata()
         tensors = load_file(str(path))
         unflatten_state(model, optimizer, tensors, meta)
-        return int(meta["epoch"])
+        return int(meta["epoch"]), json.loads(meta.get("probe_state", "{}"))
+
+    def remove_stale_temporaries(self) -> int:
+        """Delete ``.*.tmp`` files a killed writer left in the run directory (call only while
+        holding the run's lock); returns how many were removed."""
+        removed = 0
+        for tmp in self.path.rglob(".*.tmp"):
+            if tmp.is_file():
+                tmp.unlink(missing_ok=True)
+                removed += 1
+        return removed
 
 
 def flatten_state(

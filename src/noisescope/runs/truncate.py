@@ -1,22 +1,23 @@
-"""The spectral tools on a stored run: recompute the probe on saved checkpoints, and truncate.
+"""Spectral truncation of a stored run: ``noisescope truncate RUN|CHECKPOINT``.
 
-These are the functions behind ``noisescope probe RUN`` and ``noisescope truncate RUN|CHECKPOINT``.
+The comparison (final / early stopping / truncation / per-tap probes / raw inputs) analyses each
+tap once; the exported truncated module is fitted from that same analysis.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
 import torch
 
-from noisescope.probes.base import ProbeContext, rows_to_frame
-from noisescope.run import Run, best_val_epoch, load_run
-from noisescope.spectral.compare import compare_truncation, model_accuracy
-from noisescope.spectral.probe import SpectralProbe
-from noisescope.spectral.truncation import SpectralTruncation, save_truncated
+from noisescope.evaluate import model_accuracy
+from noisescope.probes.dynamics import early_stop_update
+from noisescope.runs.run import Run, load_run
+from noisescope.spectral.compare import compare
+from noisescope.spectral.export import save_truncated
+from noisescope.spectral.truncation import SpectralTruncation
 
 
 def resolve_target(target: str | Path) -> tuple[Path, int | None]:
@@ -35,32 +36,6 @@ def resolve_target(target: str | Path) -> tuple[Path, int | None]:
     return p, None
 
 
-def probe_run(
-    path: str | Path,
-    probe: SpectralProbe | None = None,
-    epochs: list[int] | None = None,
-    device: str | torch.device = "cpu",
-    batch_size: int = 2048,
-    on_epoch: Callable[[int], None] | None = None,
-) -> pd.DataFrame:
-    """Run the spectral probe on the run's saved checkpoints and store the rows.
-
-    Existing ``spectral`` rows of the recomputed epochs are replaced. Returns the new rows.
-    """
-    run = load_run(path)
-    chosen = run.checkpoint_epochs(epochs)
-    probe = probe or SpectralProbe()
-    dev = torch.device(device)
-    rows = []
-    for epoch in chosen:
-        model = run.model(epoch).to(dev)
-        rows += probe(model, run.data, ProbeContext(epoch=epoch, device=dev, batch_size=batch_size))
-        if on_epoch:
-            on_epoch(epoch)
-    run.store.replace_metrics(probe.name, chosen, rows)
-    return rows_to_frame(rows)
-
-
 def early_stop_epoch(run: Run, device: str | torch.device = "cpu") -> tuple[int, int | None]:
     """(saved checkpoint with the best noisy-validation accuracy, best probed epoch overall).
 
@@ -68,18 +43,14 @@ def early_stop_epoch(run: Run, device: str | torch.device = "cpu") -> tuple[int,
     checkpoint. Ties -> the earlier epoch. The second number is the run's early-stopping
     epoch over every probed epoch (its checkpoint may not have been kept), or None.
     """
-    ckpts = sorted(run.checkpoints())
     val = run.curve("val")
-    best = best_val_epoch(run.metrics)
-    best_any = best[0] if best is not None else None
-    scores = {}
-    for e in ckpts:
-        if e in val.index:
-            scores[e] = float(val.loc[e])
-        else:
-            scores[e] = model_accuracy(run.model(e).to(device), run.data, device=device)[0]
-    best = max(ckpts, key=lambda e: (scores[e], -e))
-    return best, best_any
+    best_any = run.early_stop[0] if run.early_stop is not None else None
+    best = None
+    for e in sorted(run.checkpoints()):
+        acc = float(val.loc[e]) if e in val.index else model_accuracy(run.model(e).to(device), run.data,
+                                                                        device=device)[0]
+        best = early_stop_update(best, e, acc)
+    return best[0], best_any
 
 
 @dataclass
@@ -128,18 +99,19 @@ def truncate_run(
         e_epoch, best_any = early_stop_epoch(run, dev)
         early_model = run.model(e_epoch).to(dev)
     data = run.data
-    comparison = compare_truncation(
+    comparison = compare(
         final, data, early_model, final_epoch=epoch, early_epoch=e_epoch, taps=taps,
         raw_input=raw_input, d_rule=d_rule, batch_size=batch_size, device=dev,
     )
-    est = SpectralTruncation(d=d, head=head, d_rule=d_rule).fit_model(final, data, batch_size=batch_size, device=dev)
+    est = SpectralTruncation(d=d, head=head, d_rule=d_rule).fit_analysis(comparison.final[final.feature_tap])
     module = est.to_module(final)
     out = Path(out) if out else run.path / "truncated" / f"epoch_{epoch:04d}"
     j = est.d_grid_.tolist().index(est.d_) if est.d_ in est.d_grid_ else None
     cfg = run.config
     meta = {
         "model": {"arch": cfg.model.arch, "input_shape": list(data.input_shape),
-                  "num_classes": data.num_classes, "options": cfg.model.options},
+                  "num_classes": data.num_classes, "options": cfg.model.options,
+                  "input_norm": data.noise.get("normalizer")},
         "head": head,
         "d_rule": d_rule if d == "auto" else "fixed",
         "source_run": str(run.path),
@@ -148,4 +120,4 @@ def truncate_run(
         "test_acc": None if j is None or est.test_acc_ is None else float(est.test_acc_[j]),
     }
     save_truncated(module, out, meta)
-    return TruncationReport(comparison, est, out, epoch, e_epoch, best_any)
+    return TruncationReport(comparison.table, est, out, epoch, e_epoch, best_any)

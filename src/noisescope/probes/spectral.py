@@ -31,9 +31,11 @@ from dataclasses import dataclass
 import numpy as np
 
 from noisescope.data.base import NoisyDataset
+from noisescope.metrics import Row
 from noisescope.models.base import TappedModel
-from noisescope.probes.base import ProbeContext, Row
-from noisescope.spectral.analysis import TapAnalysis, analyse
+from noisescope.probes.base import ProbeContext
+from noisescope.probes.engine import run_probes
+from noisescope.spectral.analysis import SpectralReducer, TapAnalysis, select_taps
 from noisescope.spectral.rank import effective_rank, participation_ratio, stable_rank
 
 
@@ -47,7 +49,7 @@ class SpectralProbe:
         d_grid: d values to score (default every d up to the tap's width, capped at ``d_max``).
         d_max: largest d on the default grid.
         alpha: ridge strength of the probe (0 = least squares).
-        d_rule: ``"argmax"`` (MISSION.md) or ``"1se"`` (see ``linear_probe.choose_d``).
+        d_rule: ``"argmax"`` or ``"1se"`` (see ``linear_probe.choose_d``).
         segregation: measure noise shares and tail fractions (one more training pass).
         max_dim: widest tap analysed.
     """
@@ -61,19 +63,38 @@ class SpectralProbe:
     max_dim: int = 4096
     name: str = "spectral"
 
-    def analyse(self, model: TappedModel | None, data: NoisyDataset, ctx: ProbeContext) -> dict[str, TapAnalysis]:
+    def start(self, model: TappedModel, data: NoisyDataset, ctx: ProbeContext) -> _SpectralSession:
         grid = self.d_grid if self.d_grid is not None else list(range(1, self.d_max + 1))
-        return analyse(
-            model, data, self.taps, d_grid=grid, alpha=self.alpha, d_rule=self.d_rule, segregation=self.segregation,
-            batch_size=ctx.batch_size, device=ctx.device, max_dim=self.max_dim,
+        names = select_taps(model, self.taps, self.max_dim, data.x_train, ctx.device)
+        reducer = SpectralReducer(
+            model, data, names, d_grid=grid, alpha=self.alpha, d_rule=self.d_rule, segregation=self.segregation,
+            batch_size=ctx.batch_size, device=ctx.device,
         )
+        return _SpectralSession(reducer, ctx.epoch, self.name)
 
     def __call__(self, model: TappedModel, data: NoisyDataset, ctx: ProbeContext) -> list[Row]:
-        results = self.analyse(model, data, ctx)
+        return run_probes([self], model, data, ctx)
+
+
+class _SpectralSession:
+    """The probe's share of the shared pass: a :class:`SpectralReducer` and its rows."""
+
+    def __init__(self, reducer: SpectralReducer, epoch: int, name: str) -> None:
+        self.reducer, self.epoch, self.name = reducer, epoch, name
+        self.taps, self.splits = reducer.taps, reducer.splits
+
+    def consume(self, split: str, sl: slice, logits: object, acts: dict) -> None:
+        self.reducer.consume(split, sl, logits, acts)
+
+    def end(self, split: str) -> None:
+        self.reducer.end(split)
+
+    def rows(self) -> list[Row]:
+        data = self.reducer.data
         rate = float(data.noise_mask.double().mean()) if len(data.y_train) else float("nan")
         rows: list[Row] = []
-        for res in results.values():
-            rows.extend(tap_rows(res, ctx.epoch, rate, self.name))
+        for res in self.reducer.result().values():
+            rows.extend(tap_rows(res, self.epoch, rate, self.name))
         return rows
 
 

@@ -7,59 +7,15 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
 from noisescope.config import Config, from_dict
 from noisescope.data.base import NoisyDataset
+from noisescope.metrics import dynamics_curve
 from noisescope.models.base import TappedModel
-from noisescope.probes.dynamics import detect_double_descent
-from noisescope.store import RunStore
-
-
-def dynamics_curve(metrics: pd.DataFrame, subset: str, metric: str = "acc") -> pd.Series:
-    """Epoch-indexed series of a dynamics metric for one subset."""
-    sel = metrics[(metrics["probe"] == "dynamics") & (metrics["subset"] == subset)
-                  & (metrics["metric"] == metric)]
-    return sel.set_index("epoch")["value"].sort_index()
-
-
-def best_val_epoch(metrics: pd.DataFrame) -> tuple[int, float] | None:
-    """Early stopping: (epoch, accuracy) of the best noisy-validation accuracy, ties -> the
-    earlier epoch; None when the dynamics probe has not run."""
-    val = dynamics_curve(metrics, "val").dropna()
-    if val.empty:
-        return None
-    i = int(val.to_numpy().argmax())
-    return int(val.index[i]), float(val.iloc[i])
-
-
-def summarize(metrics: pd.DataFrame, threshold: float = 0.03, smooth: int = 5) -> dict[str, Any]:
-    """Headline numbers of a run from its metrics table.
-
-    final_*: accuracies at the last probed epoch; best_val_epoch: early-stopping epoch (best
-    noisy-validation accuracy, ties -> earlier); early_stop_test_acc: clean test accuracy there;
-    double_descent: see :func:`detect_double_descent` (on test error).
-    """
-    out: dict[str, Any] = {}
-    test = dynamics_curve(metrics, "test")
-    if test.empty:
-        return out
-    last = int(test.index.max())
-    out["epochs"] = last
-    for subset in ("clean_train", "noisy_train_obs", "noisy_train_true", "val", "test"):
-        curve = dynamics_curve(metrics, subset)
-        if not curve.empty:
-            out[f"final_{subset}_acc"] = float(curve.iloc[-1])
-    best = best_val_epoch(metrics)
-    if best is not None:
-        out["best_val_epoch"] = best[0]
-        out["early_stop_test_acc"] = float(test.get(best[0], np.nan))
-    out["best_test_acc"] = float(test.max())
-    out["double_descent"] = detect_double_descent(
-        test.index.to_numpy(), 1 - test.to_numpy(), threshold, smooth
-    )
-    return out
+from noisescope.probes.dynamics import best_val_epoch, summarize
+from noisescope.runs.build import prepare_data, prepare_model
+from noisescope.runs.store import RunStore
 
 
 @dataclass
@@ -69,7 +25,7 @@ class Run:
     Attributes:
         path: the run directory.
         config: the resolved Config it ran with.
-        metrics: the tidy metrics table (see probes/base.py for the schema).
+        metrics: the tidy metrics table (schema in noisescope/metrics.py).
     """
 
     path: Path
@@ -109,14 +65,10 @@ class Run:
     @cached_property
     def data(self) -> NoisyDataset:
         """The run's noisy dataset, rebuilt deterministically from its config."""
-        from noisescope.experiment import prepare_data
-
         return prepare_data(self.config)
 
     def model(self, epoch: int | None = None) -> TappedModel:
         """The model with the weights saved at ``epoch`` (default: the last checkpoint)."""
-        from noisescope.experiment import prepare_model
-
         ckpts = self.checkpoints()
         if not ckpts:
             raise FileNotFoundError(f"{self.path} has no checkpoints")
@@ -126,6 +78,16 @@ class Run:
 
     def curve(self, subset: str, metric: str = "acc") -> pd.Series:
         return dynamics_curve(self.metrics, subset, metric)
+
+    @property
+    def early_stop(self) -> tuple[int, float] | None:
+        """(epoch, noisy-validation accuracy) of early stopping, or None without dynamics rows."""
+        return best_val_epoch(self.metrics)
+
+    def reload_metrics(self) -> pd.DataFrame:
+        """Re-read the metrics table from disk (after a replay wrote new rows)."""
+        self.metrics = self.store.metrics()
+        return self.metrics
 
 
 def load_run(path: str | Path) -> Run:

@@ -19,14 +19,14 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from noisescope.store import atomic_write  # noqa: E402
+from noisescope.metrics import save_figure, select  # noqa: E402
 
 
 def _signals(metrics: pd.DataFrame) -> pd.DataFrame:
-    df = metrics[metrics["probe"] == "signals"]
+    df = select(metrics, probe="signals")
     if df.empty:
         raise ValueError("no 'signals' rows in these metrics; run with probe.probes including "
-                         "\"signals\" or recompute with `noisescope signals RUN`")
+                         "\"signals\" or replay it with `noisescope probe RUN --probe signals`")
     return df
 
 
@@ -46,20 +46,11 @@ def signal_table(metrics: pd.DataFrame, metric: str, subset: str | None = None,
         index: the ``index`` column to keep (-1 = scalars and class averages).
     """
     df = _signals(metrics)
-    sel = df[(df["metric"] == metric) & (df["index"] == index)]
-    if subset is not None:
-        sel = sel[sel["subset"] == subset]
+    sel = select(df, metric=metric, index=index, subset=subset)
     if sel.empty:
         raise ValueError(f"no signals rows for metric={metric!r} subset={subset!r}")
     table = sel.pivot_table(index="tap", columns="epoch", values="value", aggfunc="first")
     return table.reindex([t for t in tap_order(metrics) if t in table.index])
-
-
-def _save(fig: plt.Figure, path: str | Path) -> Path:
-    path = Path(path)
-    atomic_write(path, lambda p: fig.savefig(p, dpi=110, format="png"))
-    plt.close(fig)
-    return path
 
 
 def _log_epochs(epochs: np.ndarray) -> np.ndarray:
@@ -85,7 +76,7 @@ def plot_separation_heatmap(metrics: pd.DataFrame, path: str | Path, title: str 
         fig.colorbar(im, ax=ax, fraction=0.046)
     fig.suptitle(title or "clean/noisy separation per layer")
     fig.tight_layout()
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_large_activation(metrics: pd.DataFrame, path: str | Path, title: str = "",
@@ -107,7 +98,7 @@ def plot_large_activation(metrics: pd.DataFrame, path: str | Path, title: str = 
     axes[1].legend(fontsize=8)
     fig.suptitle(title or "large activation per layer")
     fig.tight_layout()
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_alignment(metrics: pd.DataFrame, path: str | Path, title: str = "") -> Path:
@@ -131,7 +122,7 @@ def plot_alignment(metrics: pd.DataFrame, path: str | Path, title: str = "") -> 
     ax.legend(fontsize=7, ncol=2)
     fig.suptitle(title or "test alignment (solid: correct, dashed: wrong predictions)")
     fig.tight_layout()
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_signals(metrics: pd.DataFrame, out_dir: str | Path, title: str = "",
@@ -143,10 +134,10 @@ def plot_signals(metrics: pd.DataFrame, out_dir: str | Path, title: str = "",
     paths = [plot_separation_heatmap(metrics, out / "signals_separation.png", title)]
     paths.append(plot_large_activation(metrics, out / "signals_large_activation.png", title,
                                        threshold))
-    if (metrics["metric"] == "alignment_correct").any():
+    if not select(metrics, metric="alignment_correct").empty:
         paths.append(plot_alignment(metrics, out / "signals_alignment.png", title))
-    if (metrics["probe"] == "dynamics").any():
-        from noisescope.figures import plot_dynamics
+    if not select(metrics, probe="dynamics").empty:
+        from noisescope.report.figures import plot_dynamics
 
         paths.append(plot_dynamics(metrics, out / "dynamics_log.png", title, log_x=True))
     return paths

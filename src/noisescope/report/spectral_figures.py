@@ -17,17 +17,13 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from noisescope.store import atomic_write  # noqa: E402
+from noisescope.metrics import save_figure, select  # noqa: E402
 
 PROBE = "spectral"
 
 
 def _sel(metrics: pd.DataFrame, metric: str, tap: str | None = None, subset: str | None = None) -> pd.DataFrame:
-    m = metrics[(metrics["probe"] == PROBE) & (metrics["metric"] == metric)]
-    if tap is not None:
-        m = m[m["tap"] == tap]
-    if subset is not None:
-        m = m[m["subset"] == subset]
+    m = select(metrics, probe=PROBE, metric=metric, tap=tap, subset=subset)
     return m
 
 
@@ -42,13 +38,6 @@ def _epochs(frame: pd.DataFrame, max_curves: int) -> list[int]:
         return [int(e) for e in ep]
     pick = np.unique(np.round(np.geomspace(1, len(ep), max_curves)).astype(int) - 1)
     return [int(ep[i]) for i in pick]
-
-
-def _save(fig: plt.Figure, path: str | Path) -> Path:
-    path = Path(path)
-    atomic_write(path, lambda p: fig.savefig(p, dpi=110, format="png"))
-    plt.close(fig)
-    return path
 
 
 def _require(frame: pd.DataFrame, what: str) -> None:
@@ -89,7 +78,7 @@ def plot_rank_risk(metrics: pd.DataFrame, tap: str, path: str | Path, max_curves
         axes[r, 0].legend(fontsize=7, ncol=2)
     fig.suptitle("rank-risk curves (dots: d* chosen on noisy validation)")
     fig.tight_layout()
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_spectrum(
@@ -129,7 +118,7 @@ def plot_spectrum(
         axes[0, 1].set_ylim(-0.02, 1.02)
         axes[0, 1].grid(alpha=0.3)
     fig.tight_layout()
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_effective_rank(metrics: pd.DataFrame, path: str | Path) -> Path:
@@ -146,7 +135,7 @@ def plot_effective_rank(metrics: pd.DataFrame, path: str | Path) -> Path:
         ax.legend(fontsize=8)
     fig.suptitle("feature rank over training (covariance eigenvalues)")
     fig.tight_layout()
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_all(metrics: pd.DataFrame, out_dir: str | Path) -> list[Path]:

@@ -3,7 +3,7 @@
 A logger is an ``on_epoch`` callback (it takes the trainer's :class:`EpochReport`), so it
 plugs into :func:`noisescope.run_experiment` or any :class:`~noisescope.train.Trainer`::
 
-    from noisescope.loggers import TensorBoardLogger
+    from noisescope.runs.loggers import TensorBoardLogger
     with TensorBoardLogger("runs/my-run/tensorboard") as tb:
         run_experiment(cfg, on_epoch=tb)
 
@@ -24,8 +24,8 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
-from noisescope.probes.base import Row
-from noisescope.train import EpochReport
+from noisescope.metrics import Row
+from noisescope.training.loop import EpochReport
 
 LOGGERS = ("tensorboard", "mlflow")
 MISSING = "the {name} logger needs the {pkg} package: pip install 'noisescope[loggers]' (or pip install {pkg})"
@@ -144,7 +144,7 @@ class MLflowLogger(_Logger):
                 for i in range(0, len(items), 100):
                     self.client.log_batch(self.run_id, params=items[i:i + 100])
             if resume_file is not None:
-                from noisescope.store import write_json
+                from noisescope.io import write_json
 
                 write_json(Path(resume_file), {"tracking_uri": tracking_uri, "run_id": self.run_id})
 
@@ -220,7 +220,7 @@ def replay(run_path: str | Path, logger: Callable[[EpochReport], None]) -> int:
     """Send a stored run's metrics to ``logger`` epoch by epoch; returns the epochs sent."""
     import pandas as pd
 
-    from noisescope.run import load_run
+    from noisescope.runs.run import load_run
 
     m = load_run(run_path).metrics
     epochs = sorted(int(e) for e in pd.unique(m["epoch"]))

@@ -1,0 +1,91 @@
+"""A run's life: create or resume its directory, train with probes, complete.
+
+``run_experiment(cfg)`` is the one entry point (the CLI, sweeps and Python users call it).
+Everything that can fail on bad input is checked by :func:`noisescope.runs.build.prepare`
+before the directory is touched.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+
+from noisescope.config import Config, ConfigError
+from noisescope.probes.dynamics import summarize
+from noisescope.runs.build import Prepared, checkpoint_epochs, make_probes, prepare
+from noisescope.runs.store import RunStore, environment
+from noisescope.schedule import probe_epochs
+from noisescope.training.loop import EpochReport, Trainer
+
+
+def identity(config: dict) -> dict:
+    """What a run *is*: its resolved config without ``run.root`` (where it lives), so a run
+    directory can be moved or its root spelled differently."""
+    return {**config, "run": {k: v for k, v in config.get("run", {}).items() if k != "root"}}
+
+
+def run_experiment(
+    cfg: Config,
+    on_epoch: Callable[[EpochReport], None] | None = None,
+    prepared: Prepared | None = None,
+) -> Path:
+    """Train and probe as ``cfg`` says; returns the run directory.
+
+    An existing directory with the same config (:func:`identity`) is resumed; one with a
+    different config is an error (pick another ``run.name``). ``config.json`` is written last
+    when a run is created, so a directory without it is no run yet and is started afresh.
+    """
+    p = prepared or prepare(cfg)
+    store = RunStore(p.path)
+    if store.exists():
+        old = store.read_json("config.json")
+        if identity(old) != identity(cfg.to_dict()):
+            raise ConfigError(
+                f"run.name: {p.path} already holds a run with a different config; "
+                "choose another run.name or remove that directory"
+            )
+        if store.status().get("state") == "complete":
+            return p.path
+        store.remove_stale_temporaries()
+        _warn_if_threads_differ(store)
+    store.write_json("noise.json", p.data.noise)
+    if not store.exists():
+        store.write_json("config.json", cfg.to_dict())
+    trainer = Trainer(
+        p.model,
+        p.data,
+        cfg.train,
+        probes=make_probes(cfg),
+        probe_at=probe_epochs(cfg.train.epochs, cfg.probe.schedule, cfg.probe.every, cfg.probe.points),
+        store=store,
+        checkpoint_at=checkpoint_epochs(cfg),
+        probe_batch_size=cfg.probe.batch_size,
+        on_epoch=on_epoch,
+    )
+    if store.read_json("env.json") is None:
+        store.write_json("env.json", environment(trainer.device))
+    try:
+        trainer.fit()
+    except BaseException as exc:
+        store.set_status("failed", store.status().get("epoch", -1), error=repr(exc))
+        raise
+    store.compact()
+    store.write_json("summary.json", summarize(store.metrics()))
+    store.set_status("complete", cfg.train.epochs)
+    return p.path
+
+
+def _warn_if_threads_differ(store: RunStore) -> None:
+    """Results depend on the torch thread count (float reductions): say so on a resume with
+    another count (env.json records the count the run started with)."""
+    env = store.read_json("env.json") or {}
+    then, now = env.get("torch_threads"), torch.get_num_threads()
+    if then is not None and int(then) != now:
+        warnings.warn(
+            f"{store.path} was started with {then} torch thread(s) and resumes with {now}: "
+            f"its numbers may differ slightly from an uninterrupted run (set torch.set_num_threads({then}) "
+            "or OMP_NUM_THREADS to reproduce exactly)", RuntimeWarning, stacklevel=2,
+        )
