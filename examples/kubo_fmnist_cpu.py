@@ -208,7 +208,7 @@ epochs. Machine: {env.get('cpu_count', '?')}-core CPU container ({platform.machi
 {torch.__version__}, torch threads: {args.threads}; this invocation took {wall:.0f} s (0 s = reused a
 finished run).
 
-Definitions (MISSION.md, "Internal signals"): separation = cos(S_clean,c, S_noisy,c) of class
+Definitions (docs/definitions.md, "Internal signals"): separation = cos(S_clean,c, S_noisy,c) of class
 means at a tap, averaged over classes with >= 10 noisy samples (1 = no separation, lower = more
 separated); large activation = max |a| over the training probe set / median of the nonzero |a|
 (median from an exact-count histogram, relative error <= 2^-8); test alignment =

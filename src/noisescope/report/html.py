@@ -127,7 +127,7 @@ def _render(sec: Section, depth: int = 2) -> str:
 
 def render_page(title: str, facts: list[str], sections: list[Section]) -> str:
     """The whole HTML document as a string."""
-    from noisescope import __version__
+    from noisescope.version import __version__
 
     now = datetime.now(timezone.utc).isoformat(timespec="seconds")
     nav = " ".join(f'<a href="#{html.escape(s.key)}">{html.escape(s.title)}</a>' for s in sections)

@@ -1,7 +1,7 @@
 """Test alignment: does a test sample's activation look like the clean or the noisy signal
 of the class it is predicted as?
 
-For a test sample x with prediction y_hat at one tap (MISSION.md):
+For a test sample x with prediction y_hat at one tap (docs/definitions.md, "Internal signals"):
 ``score(x) = cos(a(x), S_clean,y_hat) - cos(a(x), S_noisy,y_hat)`` with the noisy means grouped
 by *observed* label. Positive: aligned with the clean training signal; negative: with the
 noisy one. Kubo et al.: correct predictions score positive, wrong ones negative.

@@ -1,6 +1,6 @@
 """Streaming class-wise activation sums by group: the class means S_clean,c and S_noisy,c.
 
-Three groups (MISSION.md, "Internal signals"):
+Three groups (docs/definitions.md, "Internal signals"):
 
 * ``clean``      -- samples with observed == true label, grouped by that label;
 * ``noisy_true`` -- noisy samples (observed != true) grouped by their *true* label;

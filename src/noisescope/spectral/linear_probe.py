@@ -138,7 +138,7 @@ def choose_d(
     """d* from noisy-validation correct counts per grid d.
 
     Rules:
-        ``"argmax"`` (MISSION.md): the d with the most correct predictions, ties -> smaller d.
+        ``"argmax"`` (docs/definitions.md, "Internal signals"): the d with the most correct predictions, ties -> smaller d.
         ``"1se"``: the smallest d whose accuracy is within one binomial standard error,
         sqrt(p (1 - p) / n_val), of the best; steadier when the curve has a flat top.
     """

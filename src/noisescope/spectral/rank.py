@@ -1,6 +1,6 @@
 """Spectrum summaries: effective rank, participation ratio, stable rank (one definition each).
 
-All take the covariance eigenvalues lambda (centred covariance, MISSION.md convention; *not*
+All take the covariance eigenvalues lambda (centred covariance, the docs/definitions.md convention; *not*
 RankMe's singular values) as a 1-D tensor or array in any order; negatives are clipped to 0.
 An all-zero spectrum has every rank equal to 0.
 """

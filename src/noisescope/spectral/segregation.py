@@ -1,4 +1,4 @@
-"""Segregation of label noise in the feature spectrum (MISSION.md, "Segregation").
+"""Segregation of label noise in the feature spectrum (docs/definitions.md, "Segregation").
 
 * Noise share per component: rho_k = sum_{noisy i} z_ik^2 / sum_i z_ik^2, to compare with the
   noise rate (rho_k above the rate: component k is dominated by noisy samples).

@@ -5,7 +5,7 @@ and are reduced on the fly in float64, so (N, D) features are never held in memo
 are taken about a fixed *shift* (the first batch's mean) so the covariance does not lose
 precision to cancellation when the features have a large mean.
 
-Notation (MISSION.md, "Spectrum"): mean mu, covariance Sigma = (F - mu)^T (F - mu) / N,
+Notation (docs/definitions.md, "Spectrum"): mean mu, covariance Sigma = (F - mu)^T (F - mu) / N,
 eigenvalues lambda_1 >= ... >= lambda_D with eigenvectors v_k.
 """
 
