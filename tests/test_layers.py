@@ -31,10 +31,9 @@ def test_the_check_fails_on_a_planted_upward_import_inside_a_function(tmp_path):
 def test_the_check_fails_on_a_planted_cycle_between_two_modules(tmp_path):
     copy = tmp_path / "noisescope"
     shutil.copytree(PACKAGE, copy, ignore=shutil.ignore_patterns("__pycache__", "*.parquet", "*.gz"))
-    rank = copy / "spectral" / "rank.py"
-    rank.write_text(rank.read_text() + "\n\ndef _planted():\n    from noisescope.spectral import stats\n    return stats\n")
-    stats = copy / "spectral" / "stats.py"
-    stats.write_text(stats.read_text() + "\n\ndef _planted():\n    from noisescope.spectral import rank\n    return rank\n")
+    for here, there in (("rank", "stats"), ("stats", "rank")):
+        f = copy / "spectral" / f"{here}.py"
+        f.write_text(f.read_text() + f"\n\ndef _planted():\n    from noisescope.spectral import {there}\n    return {there}\n")
     problems = check(copy, read_layers(TABLE))
     assert any(p.startswith("import cycle:") and "noisescope.spectral.rank" in p for p in problems)
 
