@@ -33,7 +33,8 @@ def test_the_check_fails_on_a_planted_cycle_between_two_modules(tmp_path):
     shutil.copytree(PACKAGE, copy, ignore=shutil.ignore_patterns("__pycache__", "*.parquet", "*.gz"))
     for here, there in (("rank", "stats"), ("stats", "rank")):
         f = copy / "spectral" / f"{here}.py"
-        f.write_text(f.read_text() + f"\n\ndef _planted():\n    from noisescope.spectral import {there}\n    return {there}\n")
+        planted = f"\n\ndef _planted():\n    from noisescope.spectral import {there}\n    return {there}\n"
+        f.write_text(f.read_text() + planted)
     problems = check(copy, read_layers(TABLE))
     assert any(p.startswith("import cycle:") and "noisescope.spectral.rank" in p for p in problems)
 
