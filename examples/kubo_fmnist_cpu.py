@@ -28,10 +28,10 @@ import torch
 from noisescope.config import load_config
 from noisescope.io import atomic_write
 from noisescope.metrics import dynamics_curve
+from noisescope.report.signals_figures import plot_signals, signal_table, tap_order
 from noisescope.runs.build import prepare
 from noisescope.runs.lifecycle import run_experiment
 from noisescope.runs.run import load_run
-from noisescope.report.signals_figures import plot_signals, signal_table, tap_order
 
 ROOT = Path(__file__).resolve().parents[1]
 DOC = ROOT / "docs" / "results" / "internal_signals.md"

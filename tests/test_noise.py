@@ -259,7 +259,7 @@ def test_file_labels_all_formats(tmp_path):
 def test_file_refuses_pickles_and_bad_shapes(tmp_path):
     y = labels(10)
     (tmp_path / "CIFAR-10_human.pt").write_bytes(b"\x80\x02}q\x00.")
-    with pytest.raises(ValueError, match="not loaded"):
+    with pytest.raises(ValueError, match="not a torch file"):
         apply_noise(y, C, "file", path=str(tmp_path / "CIFAR-10_human.pt"))
     np.save(tmp_path / "obj.npy", np.array([1, "a"], dtype=object), allow_pickle=True)
     with pytest.raises(ValueError, match="allow_pickle"):

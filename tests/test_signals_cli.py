@@ -10,9 +10,9 @@ from typer.testing import CliRunner
 
 from noisescope.config import load_config
 from noisescope.metrics import select
-from noisescope.runs.replay import replay
-from noisescope.runs.lifecycle import run_experiment
 from noisescope.report.signals_figures import plot_signals, signal_table
+from noisescope.runs.lifecycle import run_experiment
+from noisescope.runs.replay import replay
 
 PNG = b"\x89PNG\r\n\x1a\n"
 
@@ -49,8 +49,9 @@ def test_tables_and_figures_from_run_metrics(tiny_run: Path, tmp_path: Path) -> 
 def test_a_replay_from_checkpoints_matches_the_live_probe(tiny_run: Path) -> None:
     from noisescope.runs.run import load_run
 
-    live = select(load_run(tiny_run).metrics, probe="signals").sort_values(["epoch", "tap", "metric", "subset", "index"])
-    again = replay(tiny_run, ["signals"]).sort_values(["epoch", "tap", "metric", "subset", "index"])
+    order = ["epoch", "tap", "metric", "subset", "index"]
+    live = select(load_run(tiny_run).metrics, probe="signals").sort_values(order)
+    again = replay(tiny_run, ["signals"]).sort_values(order)
     # same weights, same data, same options -> same numbers (the tracked neuron carries over epochs too)
     pd.testing.assert_frame_equal(again.reset_index(drop=True), live.reset_index(drop=True),
                                   check_exact=False, rtol=1e-5, atol=1e-7)

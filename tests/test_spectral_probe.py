@@ -13,9 +13,9 @@ from noisescope.metrics import rows_to_frame
 from noisescope.models import build_model
 from noisescope.probes import make_probe
 from noisescope.probes.base import ProbeContext
+from noisescope.report.spectral_figures import plot_all
 from noisescope.spectral.analysis import analyse
 from noisescope.spectral.compare import compare_truncation, summarize_seeds
-from noisescope.report.spectral_figures import plot_all
 from noisescope.spectral.rank import effective_rank
 
 

@@ -16,7 +16,8 @@ name                source                                  options
                                                             clusters_per_class
 ``digits``          scikit-learn's bundled 8x8 digits       test_fraction
 ``mnist``           IDX files                               root, download
-``fashion_mnist``   IDX files (/usr/share/datasets/...)     root, download
+``fashion_mnist``   IDX files (/usr/share/datasets/...),    root, download, source
+                    else the embedded 10k/5k subset         (auto | full | embedded)
 ``cifar10``         python pickle batches (safe unpickle)   root, download
 ``cifar100``        python pickle batches                   root, download, label_type
 ``arrays``          user numpy/torch arrays or an .npz      x_train, y_train, x_test, y_test,
@@ -31,34 +32,43 @@ Images stay uint8 ``(N, C, H, W)``; features are float32 ``(N, D)``. Convert wit
 :class:`~noisescope.data.transforms.Normalizer` (fitted on the training split) or
 :func:`~noisescope.data.transforms.normalize`. Files are searched, and downloaded with
 ``download=True``, as described in :mod:`noisescope.data.download`.
+
+``fashion_mnist`` needs no download: without the installed dataset it falls back to a
+class-balanced subset shipped inside the package (10000 train / 5000 test images, the exact
+rows the demo's ``subset=10000, seed=0`` takes); ``source="embedded"`` asks for it directly,
+``source="full"`` refuses the fallback (see :mod:`noisescope.data.embedded`).
+Every Dataset carries ``source``, one line saying where its data came from (printed by the
+command line), and :class:`~noisescope.data.base.NoisyDataset` inherits it.
+
+Errors: missing files raise :class:`DataNotFoundError` (a ``FileNotFoundError``); an unusable
+file (empty, truncated, corrupt, unsafe pickle) raises :class:`DataFileError` (a
+``ValueError``) with one line naming the file; :func:`check_dataset` raises
+:class:`DegenerateDataError` (a ``ValueError``) for data no experiment can learn from.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import inspect
 from importlib import import_module
 
-import torch
-
 from noisescope.data.base import Dataset, NoisyDataset
-from noisescope.data.download import ChecksumError, DataNotFoundError
+from noisescope.data.checks import DegenerateDataError, check_dataset
+from noisescope.data.download import ChecksumError, DataFileError, DataNotFoundError
 from noisescope.data.noisy import make_noisy_dataset
-from noisescope.data.splits import balanced_subset, stratified_split
+from noisescope.data.splits import balanced_subset, stratified_split, subsample
 from noisescope.data.transforms import Normalizer, normalize, to_float
 
 REGISTRY: dict[str, str] = {
     "synthetic": "noisescope.data.synthetic:make_spiked",
     "digits": "noisescope.data.digits:load_digits",
     "mnist": "noisescope.data.idx:load_idx_dataset",
-    "fashion_mnist": "noisescope.data.idx:load_idx_dataset",
+    "fashion_mnist": "noisescope.data.embedded:load_fashion_mnist",
     "cifar10": "noisescope.data.cifar:load_cifar",
     "cifar100": "noisescope.data.cifar:load_cifar",
     "arrays": "noisescope.data.arrays:from_arrays",
 }
 
-_FIXED = {"mnist": {"name": "mnist"}, "fashion_mnist": {"name": "fashion_mnist"},
-          "cifar10": {"name": "cifar10"}, "cifar100": {"name": "cifar100"}}
+_FIXED = {"mnist": {"name": "mnist"}, "cifar10": {"name": "cifar10"}, "cifar100": {"name": "cifar100"}}
 
 _ALIASES = {"fashion-mnist": "fashion_mnist", "fmnist": "fashion_mnist",
             "cifar-10": "cifar10", "cifar-100": "cifar100"}
@@ -104,6 +114,7 @@ def load_dataset(
         ValueError: unknown name or option (the message lists the valid ones).
         noisescope.data.download.DataNotFoundError: files missing (the message names them and
             the folders to put them in).
+        noisescope.data.download.DataFileError: a file is unusable (one line naming it).
     """
     key = _ALIASES.get(name.lower(), name.lower())
     allowed = dataset_options(key)
@@ -118,40 +129,29 @@ def load_dataset(
     if "seed" in inspect.signature(fn).parameters:
         kwargs["seed"] = seed
     ds = fn(**kwargs)
-    return subsample(ds, subset, test_subset, seed)
+    try:
+        return subsample(ds, subset, test_subset, seed)
+    except ValueError as exc:
+        if "embedded" not in ds.meta:
+            raise
+        from noisescope.data.embedded import INSTALL_HINT
 
-
-def subsample(
-    ds: Dataset, subset: int | None = None, test_subset: int | None = None, seed: int = 0
-) -> Dataset:
-    """Seeded class-balanced subsets of train (``subset``) and test (``test_subset``)."""
-    changes: dict = {}
-    meta = dict(ds.meta)
-    if subset:
-        idx = balanced_subset(ds.y_train, int(subset), seed, ds.num_classes)
-        base = ds.train_index if ds.train_index is not None else torch.arange(len(ds.y_train))
-        changes.update(x_train=ds.x_train[idx], y_train=ds.y_train[idx], train_index=base[idx])
-        meta["subset"] = {"size": int(subset), "seed": int(seed), "of": len(ds.y_train)}
-    if test_subset:
-        idx = balanced_subset(ds.y_test, int(test_subset), seed + 1, ds.num_classes)
-        changes.update(x_test=ds.x_test[idx], y_test=ds.y_test[idx])
-        meta["test_subset"] = {"size": int(test_subset), "seed": int(seed) + 1,
-                               "of": len(ds.y_test)}
-    if not changes:
-        return ds
-    return dataclasses.replace(ds, meta=meta, **changes)
+        raise ValueError(f"{exc}: the data are the {ds.source.split(';')[0]}; {INSTALL_HINT}") from None
 
 
 __all__ = [
     "DATASETS",
     "ChecksumError",
+    "DataFileError",
     "DataNotFoundError",
     "DatasetNotFoundError",
+    "DegenerateDataError",
     "REGISTRY",
     "Dataset",
     "Normalizer",
     "NoisyDataset",
     "balanced_subset",
+    "check_dataset",
     "dataset_options",
     "load_dataset",
     "make_noisy_dataset",

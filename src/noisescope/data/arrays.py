@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import os
+import zipfile
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from noisescope.data.base import Dataset
+from noisescope.data.download import DataFileError
 from noisescope.data.splits import stratified_split
 
 
@@ -91,13 +93,22 @@ def from_arrays(
         p = Path(path).expanduser()
         if not p.is_file():
             raise FileNotFoundError(f"arrays: no file {p}")
-        with np.load(p, allow_pickle=False) as z:
-            missing = [k for k in ("x_train", "y_train") if k not in z.files]
-            if missing:
-                raise ValueError(f"{p}: missing key(s) {missing}; found {z.files}")
-            x_train, y_train = z["x_train"], z["y_train"]
-            x_test = z["x_test"] if "x_test" in z.files else None
-            y_test = z["y_test"] if "y_test" in z.files else None
+        try:
+            with np.load(p, allow_pickle=False) as z:
+                if not hasattr(z, "files"):
+                    raise DataFileError(f"{p}: a single .npy array; expected an .npz with x_train, y_train")
+                files = list(z.files)
+                missing = [k for k in ("x_train", "y_train") if k not in files]
+                if missing:
+                    raise DataFileError(f"{p}: missing key(s) {missing}; found {files}")
+                got = {k: z[k] for k in ("x_train", "y_train", "x_test", "y_test") if k in files}
+        except DataFileError:
+            raise
+        except (OSError, EOFError, ValueError, zipfile.BadZipFile) as exc:
+            detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            raise DataFileError(f"{p}: cannot read the .npz ({detail}); the file is truncated or corrupt") from None
+        x_train, y_train = got["x_train"], got["y_train"]
+        x_test, y_test = got.get("x_test"), got.get("y_test")
         source = str(p)
     if x_train is None or y_train is None:
         raise ValueError("arrays: x_train and y_train are required (or path=file.npz)")
@@ -131,4 +142,5 @@ def from_arrays(
     return Dataset(
         x_train=xtr, y_train=ytr, x_test=xte, y_test=yte, num_classes=c, name=name,
         classes=list(classes) if classes is not None else None, meta={"source": source},
+        source=f"user arrays{'' if source == 'arrays' else ' from ' + source}: {len(ytr)} train / {len(yte)} test",
     )

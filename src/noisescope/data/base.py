@@ -23,6 +23,9 @@ class Dataset:
         train_index: optional (N,) int64: row of each training sample in the source's full
             training set (set by subsetting; ``None`` = identity). Label files (CIFAR-10N)
             are indexed by it.
+        source: one human-readable line saying where the data came from (e.g. "Fashion-MNIST,
+            full (60000 train / 10000 test) from /usr/share/datasets/fashion-mnist", or the
+            embedded subset and why it was used); the command line prints it.
     """
 
     x_train: torch.Tensor
@@ -34,6 +37,7 @@ class Dataset:
     classes: list[str] | None = None
     meta: dict = field(default_factory=dict)
     train_index: torch.Tensor | None = None
+    source: str = ""
 
     def __post_init__(self) -> None:
         if len(self.x_train) != len(self.y_train):
@@ -80,6 +84,8 @@ class NoisyDataset:
         num_classes: C.
         name: dataset name.
         noise: description of the noise model and its realized statistics.
+        classes: optional class names, length C.
+        source: the originating :attr:`Dataset.source` line (where the data came from).
     """
 
     x_train: torch.Tensor
@@ -94,6 +100,7 @@ class NoisyDataset:
     name: str
     noise: dict = field(default_factory=dict)
     classes: list[str] | None = None
+    source: str = ""
 
     @property
     def noise_mask(self) -> torch.Tensor:

@@ -7,23 +7,25 @@ then green, then blue values, each 32x32 row-major), ``b"labels"`` (CIFAR-10) or
 (folder ``cifar-10-batches-py``); CIFAR-100 ``train``, ``test``, ``meta`` (folder
 ``cifar-100-python``).
 
-Pickle can run arbitrary code, so :class:`SafeUnpickler` resolves only the few globals these
-files need (numpy's array reconstruction: ``_reconstruct``, ``scalar``, ``_frombuffer``;
-``numpy.ndarray``; ``numpy.dtype`` without object fields; and ``_codecs.encode``, which Python 3
-uses for bytes at protocol 2); any other global (``os.system``, ``builtins.eval``, ...) raises
-:class:`UnsafePickleError` before anything is called.
+Pickle can run arbitrary code, so batches are read with
+:class:`~noisescope.data.safepickle.SafeUnpickler`: only containers, strings, numbers and
+plain numeric numpy arrays, each array validated before numpy builds it (no object dtypes, no
+crafted dtype state, data length checked against the shape); anything else raises
+:class:`UnsafePickleError` before it is called.
 Archives (``*.tar.gz``) are extracted with member checks (regular files and folders only, no
 absolute paths, no ``..``, no links).
+
+Every unusable file (empty, truncated, corrupt, unsafe, wrong layout) raises one
+:class:`~noisescope.data.download.DataFileError` line (a ``ValueError``) naming the file.
 """
 
 from __future__ import annotations
 
-import importlib
 import os
-import pickle
 import shutil
 import tarfile
 import tempfile
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -32,12 +34,17 @@ import torch
 from noisescope.data.base import Dataset
 from noisescope.data.download import (
     SOURCES,
+    DataFileError,
     cache_dir,
     fetch,
     find_file,
     missing_error,
     search_dirs,
 )
+from noisescope.data.safepickle import SafeUnpickler, UnsafePickleError, safe_load_pickle
+
+__all__ = ["SafeUnpickler", "UnsafePickleError", "extract_archive", "load_cifar", "read_batch",
+           "safe_load_pickle"]
 
 CIFAR10_CLASSES = [
     "airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck",
@@ -65,79 +72,6 @@ _LAYOUT = {
 }
 
 
-class UnsafePickleError(pickle.UnpicklingError):
-    """A pickle asked for a global outside the CIFAR allow-list."""
-
-
-def _np_attr(module_names: tuple[str, ...], attr: str):
-    for m in module_names:
-        try:
-            return getattr(importlib.import_module(m), attr)
-        except (ImportError, AttributeError):
-            continue
-    raise ImportError(f"numpy has no {attr} in {module_names}")
-
-
-def _safe_dtype(*args, **kwargs) -> np.dtype:
-    dt = np.dtype(*args, **kwargs)
-    if dt.hasobject:
-        raise UnsafePickleError("refusing a numpy object dtype in a data pickle")
-    return dt
-
-
-def _safe_codecs_encode(obj, encoding="utf-8", errors="strict") -> bytes:
-    if not isinstance(obj, str):
-        raise UnsafePickleError("_codecs.encode called on a non-string")
-    return obj.encode(encoding, errors)
-
-
-_MULTIARRAY = ("numpy._core.multiarray", "numpy.core.multiarray")
-_NUMERIC = ("numpy._core.numeric", "numpy.core.numeric")
-
-
-def _allowed(module: str, name: str):
-    key = (module, name)
-    if module in _MULTIARRAY and name in ("_reconstruct", "scalar"):
-        return _np_attr(_MULTIARRAY, name)
-    if module in _NUMERIC and name == "_frombuffer":  # numpy arrays at pickle protocol 5
-        return _np_attr(_NUMERIC, name)
-    if key == ("numpy", "ndarray"):
-        return np.ndarray
-    if key == ("numpy", "dtype"):
-        return _safe_dtype
-    if key == ("_codecs", "encode"):
-        return _safe_codecs_encode
-    return None
-
-
-class SafeUnpickler(pickle.Unpickler):
-    """Unpickler restricted to plain containers, strings, numbers and numpy arrays."""
-
-    def __init__(self, file, source: str = "<pickle>") -> None:
-        super().__init__(file, encoding="bytes")
-        self.source = source
-
-    def find_class(self, module: str, name: str):
-        obj = _allowed(module, name)
-        if obj is None:
-            raise UnsafePickleError(
-                f"{self.source}: refusing to unpickle: it asks for {module}.{name}, which a "
-                "CIFAR batch never contains (only dicts, lists, bytes, strings, numbers and "
-                "numpy arrays are allowed). The file is corrupt or not a CIFAR batch; "
-                "do not load it with plain pickle."
-            )
-        return obj
-
-    def persistent_load(self, pid):  # pragma: no cover - never in CIFAR files
-        raise UnsafePickleError(f"{self.source}: persistent ids are not allowed")
-
-
-def safe_load_pickle(path: str | os.PathLike):
-    """Unpickle ``path`` with :class:`SafeUnpickler` (bytes strings stay bytes)."""
-    with open(path, "rb") as fh:
-        return SafeUnpickler(fh, source=str(path)).load()
-
-
 def _key(d: dict, name: str):
     for k in (name.encode(), name):
         if k in d:
@@ -145,23 +79,35 @@ def _key(d: dict, name: str):
     return None
 
 
-def read_batch(path: str | os.PathLike, label_key: str = "labels") -> tuple[np.ndarray, np.ndarray]:
-    """One batch file -> (uint8 images (N, 3, 32, 32), int64 labels (N,))."""
+def read_batch(
+    path: str | os.PathLike, label_key: str = "labels", num_classes: int | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """One batch file -> (uint8 images (N, 3, 32, 32), int64 labels (N,)).
+
+    Raises:
+        DataFileError: the file is empty, truncated, corrupt, unsafe, or not a CIFAR batch
+            (missing entries, wrong dtype or shape, labels outside [0, num_classes)).
+    """
     d = safe_load_pickle(path)
     if not isinstance(d, dict):
-        raise ValueError(f"{path}: expected a pickled dict, got {type(d).__name__}")
+        raise DataFileError(f"{path}: not a CIFAR batch (expected a pickled dict, got {type(d).__name__})")
     data, labels = _key(d, "data"), _key(d, label_key)
     if data is None or labels is None:
-        keys = sorted(k.decode() if isinstance(k, bytes) else str(k) for k in d)
-        raise ValueError(f"{path}: no 'data'/'{label_key}' entries (keys: {keys})")
-    data = np.asarray(data)
-    if data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != 3072:
-        raise ValueError(
-            f"{path}: 'data' must be uint8 (N, 3072), got {data.dtype} {data.shape}"
-        )
-    labels = np.asarray(labels, dtype=np.int64).reshape(-1)
+        keys = sorted(k.decode(errors="replace") if isinstance(k, bytes) else str(k) for k in d)
+        raise DataFileError(f"{path}: not a CIFAR batch (no 'data'/'{label_key}' entries; keys: {keys})")
+    if not isinstance(data, np.ndarray) or data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != 3072:
+        got = f"{data.dtype} {data.shape}" if isinstance(data, np.ndarray) else type(data).__name__
+        raise DataFileError(f"{path}: 'data' must be a uint8 array (N, 3072), got {got}")
+    try:
+        labels = np.asarray(labels, dtype=np.int64).reshape(-1)
+    except (TypeError, ValueError, OverflowError):
+        raise DataFileError(f"{path}: '{label_key}' must be a list of integer class indices") from None
     if len(labels) != len(data):
-        raise ValueError(f"{path}: {len(data)} images but {len(labels)} labels")
+        raise DataFileError(f"{path}: {len(data)} images but {len(labels)} labels")
+    if num_classes is not None and len(labels) and (labels.min() < 0 or labels.max() >= num_classes):
+        raise DataFileError(
+            f"{path}: labels must lie in [0, {num_classes}), got [{labels.min()}, {labels.max()}]"
+        )
     return data.reshape(-1, 3, 32, 32), labels
 
 
@@ -170,23 +116,41 @@ def _safe_members(tar: tarfile.TarFile, archive: Path) -> list[tarfile.TarInfo]:
     for m in tar.getmembers():
         p = Path(m.name)
         if p.is_absolute() or ".." in p.parts or not (m.isfile() or m.isdir()):
-            raise ValueError(f"{archive}: unsafe archive member {m.name!r}; refusing to extract")
+            raise DataFileError(f"{archive}: unsafe archive member {m.name!r}; refusing to extract")
         members.append(m)
     return members
 
 
 def extract_archive(archive: str | os.PathLike, dest: str | os.PathLike) -> Path:
-    """Safely extract a .tar.gz into ``dest`` (atomically per top-level folder)."""
+    """Safely extract a .tar.gz into ``dest`` (atomically per top-level folder).
+
+    Raises:
+        DataFileError: the archive is empty, truncated or corrupt, or holds an unsafe member
+            (nothing is left behind in ``dest``).
+    """
     archive, dest = Path(archive), Path(dest)
+    if archive.is_file() and archive.stat().st_size == 0:
+        raise DataFileError(f"{archive}: the archive is empty; delete it and download it again")
     dest.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=dest, prefix=".extract."))
     try:
-        with tarfile.open(archive, "r:*") as tar:
-            members = _safe_members(tar, archive)
-            if hasattr(tarfile, "data_filter"):
-                tar.extractall(tmp, members=members, filter="data")
-            else:  # pragma: no cover - Python < 3.10.12
-                tar.extractall(tmp, members=members)
+        try:
+            with tarfile.open(archive, "r:*") as tar:
+                members = _safe_members(tar, archive)
+                if hasattr(tarfile, "data_filter"):
+                    tar.extractall(tmp, members=members, filter="data")
+                else:  # pragma: no cover - Python < 3.10.12
+                    tar.extractall(tmp, members=members)
+        except DataFileError:
+            raise
+        except (tarfile.TarError, EOFError, zlib.error, OSError) as exc:
+            if isinstance(exc, FileNotFoundError) and not archive.exists():
+                raise
+            detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            raise DataFileError(
+                f"{archive}: cannot extract the archive ({detail}); it is truncated or corrupt: "
+                "delete it and download it again"
+            ) from None
         for child in tmp.iterdir():
             target = dest / child.name
             if target.exists():
@@ -242,6 +206,12 @@ def load_cifar(
         if archive is not None:
             extract_archive(archive, cache_dir(lay["dir"]))
             folder = _find_folder(lay, [cache_dir(lay["dir"])])
+            if folder is None:
+                raise DataFileError(
+                    f"{archive}: the archive does not hold {lay['sub']}/ with "
+                    f"{', '.join(lay['train'] + lay['test'])}; it is incomplete or not the CIFAR python "
+                    "archive: delete it and download it again"
+                )
     if folder is None:
         files = lay["train"] + lay["test"]
         raise missing_error(
@@ -250,7 +220,7 @@ def load_cifar(
         )
     num_classes = lay["classes"] if label_type == "fine" else 20
     label_key = "labels" if name == "cifar10" else f"{label_type}_labels"
-    parts = {s: [read_batch(folder / f, label_key) for f in lay[s]] for s in ("train", "test")}
+    parts = {s: [read_batch(folder / f, label_key, num_classes) for f in lay[s]] for s in ("train", "test")}
     x = {s: torch.from_numpy(np.concatenate([p[0] for p in v])) for s, v in parts.items()}
     y = {s: torch.from_numpy(np.concatenate([p[1] for p in v])) for s, v in parts.items()}
     classes = _class_names(folder / lay["meta"], name, label_type, num_classes)
@@ -263,6 +233,9 @@ def load_cifar(
         name=name if label_type == "fine" else f"{name}_coarse",
         classes=classes,
         meta={"source": str(folder), "format": "cifar-python"},
+        source=f"{'CIFAR-10' if name == 'cifar10' else 'CIFAR-100'}"
+        f"{'' if label_type == 'fine' else ' (coarse labels)'}, {len(y['train'])} train / "
+        f"{len(y['test'])} test from {folder}",
     )
 
 
@@ -272,6 +245,6 @@ def _class_names(meta_path: Path, name: str, label_type: str, c: int) -> list[st
     meta = safe_load_pickle(meta_path)
     key = "label_names" if name == "cifar10" else f"{label_type}_label_names"
     names = _key(meta, key) if isinstance(meta, dict) else None
-    if names is None or len(names) != c:
+    if not isinstance(names, (list, tuple)) or len(names) != c:
         return list(CIFAR10_CLASSES) if name == "cifar10" else None
-    return [n.decode() if isinstance(n, bytes) else str(n) for n in names]
+    return [n.decode(errors="replace") if isinstance(n, bytes) else str(n) for n in names]

@@ -36,6 +36,14 @@ class ChecksumError(ValueError):
     """A downloaded file's checksum does not match the expected value."""
 
 
+class DataFileError(ValueError):
+    """A data file exists but cannot be used: unreadable, empty, truncated, corrupt or unsafe.
+
+    The message is one line: the file's path, what is wrong with it, and what to do. It is a
+    ``ValueError``, so the command line reports it as a one-line data error.
+    """
+
+
 @dataclass(frozen=True)
 class RemoteFile:
     """One file of a dataset and its expected checksum (md5 and/or sha256, hex)."""

@@ -7,7 +7,7 @@ from collections.abc import Callable
 import torch
 
 from noisescope.data.base import Dataset, NoisyDataset
-from noisescope.data.splits import stratified_split
+from noisescope.data.splits import stratified_split, subsample
 from noisescope.data.transforms import to_float
 from noisescope.noise.base import NoiseResult
 
@@ -53,7 +53,6 @@ def make_noisy_dataset(
         counts of the train and validation parts.
     """
     if subset:
-        from noisescope.data import subsample
 
         ds = subsample(ds, subset, None, seed)
     n = len(ds.y_train)
@@ -101,4 +100,5 @@ def make_noisy_dataset(
         name=ds.name,
         noise=summary,
         classes=ds.classes,
+        source=ds.source,
     )

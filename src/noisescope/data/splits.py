@@ -6,7 +6,11 @@ ascending (so a subset keeps the source order), and depend only on their inputs 
 
 from __future__ import annotations
 
+import dataclasses
+
 import torch
+
+from noisescope.data.base import Dataset
 
 
 def apportion(weights: torch.Tensor, total: int, generator: torch.Generator) -> torch.Tensor:
@@ -125,3 +129,24 @@ def stratified_split(
     is_held = torch.zeros(n, dtype=torch.bool)
     is_held[held_idx] = True
     return (~is_held).nonzero().flatten(), held_idx
+
+
+def subsample(
+    ds: Dataset, subset: int | None = None, test_subset: int | None = None, seed: int = 0
+) -> Dataset:
+    """Seeded class-balanced subsets of train (``subset``) and test (``test_subset``)."""
+    changes: dict = {}
+    meta = dict(ds.meta)
+    if subset:
+        idx = balanced_subset(ds.y_train, int(subset), seed, ds.num_classes)
+        base = ds.train_index if ds.train_index is not None else torch.arange(len(ds.y_train))
+        changes.update(x_train=ds.x_train[idx], y_train=ds.y_train[idx], train_index=base[idx])
+        meta["subset"] = {"size": int(subset), "seed": int(seed), "of": len(ds.y_train)}
+    if test_subset:
+        idx = balanced_subset(ds.y_test, int(test_subset), seed + 1, ds.num_classes)
+        changes.update(x_test=ds.x_test[idx], y_test=ds.y_test[idx])
+        meta["test_subset"] = {"size": int(test_subset), "seed": int(seed) + 1,
+                               "of": len(ds.y_test)}
+    if not changes:
+        return ds
+    return dataclasses.replace(ds, meta=meta, **changes)

@@ -107,4 +107,6 @@ def make_spiked(
             "spike_eigenvalue": float(signal**2 + noise**2),
             "bulk_eigenvalue": float(noise**2),
         },
+        source=f"synthetic spiked-covariance data, generated (seed {seed}): {n} train / {n_test} test, "
+        f"dim {dim}, planted k* = {k_star}",
     )

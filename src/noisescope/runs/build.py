@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -45,7 +46,7 @@ def prepare_data(cfg: Config) -> NoisyDataset:
     the standardization statistics of the training split (per channel for images) are
     recorded in ``data.noise["normalizer"]`` and applied per batch inside the model
     (:func:`prepare_model`)."""
-    from noisescope.data import Normalizer, load_dataset, make_noisy_dataset
+    from noisescope.data import Normalizer, check_dataset, load_dataset, make_noisy_dataset
 
     try:
         dataset = load_dataset(cfg.data.name, seed=cfg.data.seed, **cfg.data.options)
@@ -64,6 +65,11 @@ def prepare_data(cfg: Config) -> NoisyDataset:
         )
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"noise: {exc}") from None
+    try:
+        for message in check_dataset(noisy, val_fraction=cfg.data.val_fraction):
+            warnings.warn(f"data: {message}", UserWarning, stacklevel=2)
+    except ValueError as exc:
+        raise ConfigError(f"data: {exc}") from None
     normalizer = Normalizer.fit(noisy.x_train)
     noisy.noise["normalizer"] = {**normalizer.to_dict(), "scale": input_scale(noisy.x_train)}
     return noisy
