@@ -51,6 +51,9 @@ def snapshot(path: Path) -> tuple[list[tuple], dict[str, dict[str, torch.Tensor]
     m = store.metrics().sort_values(KEY).reset_index(drop=True)
     rows = [tuple(r) for r in m.itertuples(index=False)]
     weights = {p.name: load_file(str(p)) for p in sorted(store.checkpoint_dir.glob("*.safetensors"))}
+    margins = store.record("margins")
+    weights["margins"] = {"margin": torch.tensor(margins["margin"].to_numpy()),
+                          "epoch": torch.tensor(margins["epoch"].to_numpy())}
     return rows, weights
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Protocol
 
+import pandas as pd
 import torch
 
 from noisescope.data.base import NoisyDataset
@@ -36,12 +37,16 @@ class ProbeContext:
             large-activation neuron), keyed by probe name. It holds only JSON-serialisable
             values and tensors, is saved with the run's resume state, and is carried through a
             replay (``noisescope probe RUN``) in epoch order.
+        records: per-sample tables a probe produces at this epoch (name -> DataFrame with
+            ``epoch`` and ``index`` columns, e.g. the dynamics probe's ``margins``); the run
+            store keeps them beside the metrics (``records/NAME/``), not in the tidy table.
     """
 
     epoch: int
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
     batch_size: int = 2048
     state: dict = field(default_factory=dict)
+    records: dict[str, pd.DataFrame] = field(default_factory=dict)
 
 
 class Session(Consumer, Protocol):

@@ -24,6 +24,7 @@ import pandas as pd
 import torch
 
 from noisescope.data.base import NoisyDataset
+from noisescope.detect.margins import assigned_margin
 from noisescope.evaluate import loss_and_accuracy
 from noisescope.metrics import Row, dynamics_curve
 from noisescope.models.base import TappedModel
@@ -51,12 +52,22 @@ def subset_logits_labels(
 
 class DynamicsProbe:
     """Loss, accuracy and sample count on every subset of the module docstring, at each
-    probed epoch, from the shared pass's logits (no taps)."""
+    probed epoch, from the shared pass's logits (no taps).
+
+    Args:
+        margins: also record every training sample's assigned-label margin
+            h_y~ - max_{c != y~} h_c (observed labels; float32) as the per-sample record
+            ``margins`` (columns epoch, index, margin): the training dynamics that AUM and
+            first-fit label-issue scores read.
+    """
 
     name = "dynamics"
 
+    def __init__(self, margins: bool = True) -> None:
+        self.margins = bool(margins)
+
     def start(self, model: TappedModel, data: NoisyDataset, ctx: ProbeContext) -> _DynamicsSession:
-        return _DynamicsSession(self.name, data, ctx.epoch)
+        return _DynamicsSession(self.name, data, ctx, self.margins)
 
     def __call__(self, model: TappedModel, data: NoisyDataset, ctx: ProbeContext) -> list[Row]:
         return run_probes([self], model, data, ctx)
@@ -66,8 +77,8 @@ class _DynamicsSession:
     taps: list[str] = []
     splits = SPLITS
 
-    def __init__(self, name: str, data: NoisyDataset, epoch: int) -> None:
-        self.name, self.data, self.epoch = name, data, epoch
+    def __init__(self, name: str, data: NoisyDataset, ctx: ProbeContext, margins: bool) -> None:
+        self.name, self.data, self.ctx, self.epoch, self.margins = name, data, ctx, ctx.epoch, margins
         self.parts: dict[str, list[torch.Tensor]] = {s: [] for s in SPLITS}
 
     def consume(self, split: str, sl: slice, logits: torch.Tensor | None, acts: dict) -> None:
@@ -84,6 +95,11 @@ class _DynamicsSession:
             rows.append(Row(self.epoch, self.name, "loss", loss, subset=subset))
             rows.append(Row(self.epoch, self.name, "acc", acc, subset=subset))
             rows.append(Row(self.epoch, self.name, "n", len(y), subset=subset))
+        if self.margins and len(logits["train"]):
+            m = assigned_margin(logits["train"], self.data.y_train.cpu()).float().numpy()
+            self.ctx.records["margins"] = pd.DataFrame({
+                "epoch": np.full(len(m), self.epoch, dtype=np.int32),
+                "index": np.arange(len(m), dtype=np.int32), "margin": m})
         return rows
 
 

@@ -18,7 +18,10 @@ large_act_row               train         the training sample (row of data.x_tra
 large_act_median            train         median |a| (``median="nonzero"`` or ``"all"`` entries;
                                           relative error <= 2**-8, see large_activation.py)
 large_act_ratio             train         max / median (inf if the median is 0)
-large_act_flag              train         1.0 if ratio >= threshold else 0.0
+large_act_flag              train         1.0 "large" / 0.0 "not large" / NaN "undecided":
+                                          ``evidence.rules.large_activation_flag`` (the ratio
+                                          must clear the threshold by more than the median's
+                                          relative error 2**-8)
 large_act_zero_frac         train         fraction of entries that are exactly 0
 large_act_same_neuron       train         1.0 if the top neuron is the previous probe's
 large_act_tracked_neuron    train         neuron followed across epochs (first flagged one,
@@ -40,6 +43,7 @@ import math
 import torch
 
 from noisescope.data.base import NoisyDataset
+from noisescope.evidence.rules import LARGE, NOT_LARGE, large_activation_flag
 from noisescope.metrics import Row
 from noisescope.models.base import TappedModel
 from noisescope.probes.base import ProbeContext
@@ -47,6 +51,7 @@ from noisescope.probes.engine import run_probes
 from noisescope.signals.alignment import alignment_scores, summarize_alignment
 from noisescope.signals.groups import ClassSums, group_onehot
 from noisescope.signals.large_activation import (
+    MEDIAN_REL_ERROR,
     AbsHistogram,
     NeuronMax,
     correlation_ratio,
@@ -274,13 +279,14 @@ class _SignalsSession:
         value, neuron, row = nmax.top()  # row: index into data.x_train
         med = hist.median(nonzero=self.p.median == "nonzero")
         ratio = value / med if med > 0 else float("inf")
-        flag = ratio >= self.p.threshold
+        word = large_activation_flag(ratio, self.p.threshold, MEDIAN_REL_ERROR)
+        flag = word == LARGE
         add("large_act_max", value, "train", tap)
         add("large_act_neuron", neuron, "train", tap)
         add("large_act_row", row, "train", tap)
         add("large_act_median", med, "train", tap)
         add("large_act_ratio", ratio, "train", tap)
-        add("large_act_flag", float(flag), "train", tap)
+        add("large_act_flag", 1.0 if flag else 0.0 if word == NOT_LARGE else float("nan"), "train", tap)
         add("large_act_zero_frac", hist.zero_fraction(), "train", tap)
         last = state.setdefault("last_neuron", {})
         if tap in last:

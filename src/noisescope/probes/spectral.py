@@ -21,7 +21,23 @@ noise_rate           train              realized training noise rate (for compar
 tail_fraction        clean_train /      mean tail fraction beyond d_star of clean / noisy
                      noisy_train_true   samples (deviation from the true class's clean mean)
 segregation          train              noisy - clean tail fraction at d_star
+noise_dominated_     train              number of components with noise share rho_k >= tau,
+count                                   tau = min(2 rate, (1 + rate) / 2)
+                                        (``evidence.tail.noise_position``); NaN without noise
+noise_dominated_     train              their share of the variance, sum lambda_k / sum lambda
+variance_share
+fit_acc              clean_train /      accuracy against the *observed* labels of the clean /
+                     noisy_train_obs    noisy training samples when the head reads the top-d
+                                        projection (index d, every grid d); at d = D it is the
+                                        model's own training fit. Tap with a head only
+tail_margin_share    clean_train /      share of the fitted samples' margin (observed label vs
+                     noisy_train_obs    strongest competitor) carried by components beyond
+                                        trunc_d_star (``spectral.attribution``). Head tap only
 ==================== ================== ====================================================
+
+The last four groups come with ``segregation`` (the second training pass). At epoch 0, with
+``raw_input`` on, the same probe on the raw inputs (tap ``input``: no network at all, the
+reference a repair has to beat) adds ``d_star`` (val) and ``probe_acc_d_star`` (val / test).
 """
 
 from __future__ import annotations
@@ -31,12 +47,14 @@ from dataclasses import dataclass
 import numpy as np
 
 from noisescope.data.base import NoisyDataset
+from noisescope.evidence.tail import noise_position
 from noisescope.metrics import Row
 from noisescope.models.base import TappedModel
 from noisescope.probes.base import ProbeContext
 from noisescope.probes.engine import run_probes
-from noisescope.spectral.analysis import SpectralReducer, TapAnalysis, select_taps
+from noisescope.spectral.analysis import SpectralReducer, TapAnalysis, analyse, select_taps
 from noisescope.spectral.rank import effective_rank, participation_ratio, stable_rank
+from noisescope.taps import INPUT_TAP
 
 
 @dataclass
@@ -49,18 +67,22 @@ class SpectralProbe:
         d_grid: d values to score (default every d up to the tap's width, capped at ``d_max``).
         d_max: largest d on the default grid.
         alpha: ridge strength of the probe (0 = least squares).
-        d_rule: ``"argmax"`` or ``"1se"`` (see ``linear_probe.choose_d``).
-        segregation: measure noise shares and tail fractions (one more training pass).
+        d_rule: ``"1se"`` (default) or ``"argmax"`` (see ``evidence.rules.choose_d``).
+        segregation: measure noise shares, tail fractions, truncated-fit curves and the tail
+            margin share (one more training pass, or the cached training activations).
         max_dim: widest tap analysed.
+        raw_input: at epoch 0, also the probe on the raw inputs (tap ``input``; skipped when
+            the inputs are wider than ``max_dim``).
     """
 
     taps: str | list[str] = "auto"
     d_grid: list[int] | None = None
     d_max: int = 1024
     alpha: float = 0.0
-    d_rule: str = "argmax"
+    d_rule: str = "1se"
     segregation: bool = True
     max_dim: int = 4096
+    raw_input: bool = True
     name: str = "spectral"
 
     def start(self, model: TappedModel, data: NoisyDataset, ctx: ProbeContext) -> _SpectralSession:
@@ -70,7 +92,11 @@ class SpectralProbe:
             model, data, names, d_grid=grid, alpha=self.alpha, d_rule=self.d_rule, segregation=self.segregation,
             batch_size=ctx.batch_size, device=ctx.device,
         )
-        return _SpectralSession(reducer, ctx.epoch, self.name)
+        raw = None
+        if self.raw_input and ctx.epoch == 0 and len(data.x_val) and data.x_train[0].numel() <= self.max_dim:
+            raw = {"d_grid": grid, "alpha": self.alpha, "d_rule": self.d_rule, "batch_size": ctx.batch_size,
+                   "device": ctx.device}
+        return _SpectralSession(reducer, ctx.epoch, self.name, raw)
 
     def __call__(self, model: TappedModel, data: NoisyDataset, ctx: ProbeContext) -> list[Row]:
         return run_probes([self], model, data, ctx)
@@ -79,8 +105,8 @@ class SpectralProbe:
 class _SpectralSession:
     """The probe's share of the shared pass: a :class:`SpectralReducer` and its rows."""
 
-    def __init__(self, reducer: SpectralReducer, epoch: int, name: str) -> None:
-        self.reducer, self.epoch, self.name = reducer, epoch, name
+    def __init__(self, reducer: SpectralReducer, epoch: int, name: str, raw: dict | None = None) -> None:
+        self.reducer, self.epoch, self.name, self.raw = reducer, epoch, name, raw
         self.taps, self.splits = reducer.taps, reducer.splits
 
     def consume(self, split: str, sl: slice, logits: object, acts: dict) -> None:
@@ -95,7 +121,20 @@ class _SpectralSession:
         rows: list[Row] = []
         for res in self.reducer.result().values():
             rows.extend(tap_rows(res, self.epoch, rate, self.name))
+        if self.raw is not None:
+            ref = analyse(None, data, segregation=False, **self.raw)[INPUT_TAP]
+            rows.extend(reference_rows(ref, self.epoch, self.name))
         return rows
+
+
+def reference_rows(res: TapAnalysis, epoch: int, probe: str = "spectral") -> list[Row]:
+    """The raw-input reference: the probe's d* and its accuracy at d* on val / test (tap ``input``)."""
+    rows = [Row(epoch, probe, "d_star", float(res.d_star), subset="val", tap=res.tap)]
+    j = res.at(res.d_star)
+    for subset in res.probe_correct:
+        rows.append(Row(epoch, probe, "probe_acc_d_star", float(res.probe_acc(subset)[j]), subset=subset,
+                        tap=res.tap))
+    return rows
 
 
 def tap_rows(res: TapAnalysis, epoch: int, noise_rate: float, probe: str = "spectral") -> list[Row]:
@@ -135,4 +174,15 @@ def tap_rows(res: TapAnalysis, epoch: int, noise_rate: float, probe: str = "spec
             row("tail_fraction", noisy, "noisy_train_true"),
             row("segregation", noisy - clean if np.isfinite(noisy - clean) else np.nan, "train"),
         ]
+        if noise_rate > 0:
+            pos = noise_position(res.noise_share.cpu().numpy(), lam, noise_rate)
+            count, share = float(pos.count), pos.variance_share
+        else:  # no noisy sample: no noise share to compare
+            count = share = float("nan")
+        rows += [row("noise_dominated_count", count, "train"), row("noise_dominated_variance_share", share, "train")]
+    if res.fit is not None:
+        for subset, acc in (("clean_train", res.fit.clean_acc), ("noisy_train_obs", res.fit.noisy_acc)):
+            rows += [row("fit_acc", a, subset, d) for d, a in zip(res.fit.d_grid, acc, strict=True)]
+    if res.tail_margin is not None:
+        rows += [row("tail_margin_share", v, subset) for subset, v in res.tail_margin.items()]
     return rows

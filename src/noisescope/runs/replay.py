@@ -53,8 +53,10 @@ def replay(
     rows = []
     for epoch in chosen:
         model = run.model(epoch).to(dev)
-        rows += run_probes(made, model, run.data, ProbeContext(epoch=epoch, device=dev, batch_size=batch_size,
-                                                                 state=state))
+        ctx = ProbeContext(epoch=epoch, device=dev, batch_size=batch_size, state=state)
+        rows += run_probes(made, model, run.data, ctx)
+        for name, frame in ctx.records.items():
+            run.store.write_record(name, epoch, frame)
         if on_epoch:
             on_epoch(epoch)
     run.store.replace_metrics([p.name for p in made], chosen, rows)

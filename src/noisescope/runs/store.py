@@ -12,6 +12,10 @@ Layout::
                         file in metrics.parts/ (no rewrite of the whole table), merged into
                         metrics.parquet when the run completes (RunStore.compact)
       summary.json      headline numbers written when the run completes
+      records/NAME/epoch_XXXXXX.parquet
+                        per-sample records of a probed epoch (e.g. ``margins``: epoch, index,
+                        margin of every training sample), one file per epoch, rewritten whole
+                        when an epoch is recomputed
       checkpoints/
         epoch_0000.safetensors   model weights at chosen epochs (state_dict)
         resume.safetensors       model + optimizer state after the last finished epoch, and
@@ -184,6 +188,33 @@ class RunStore:
         frame = self.metrics()
         if len(frame) and int(frame["epoch"].max()) > after_epoch:
             self.compact(frame[frame["epoch"] <= after_epoch].reset_index(drop=True))
+
+    # -- per-sample records -------------------------------------------------------------
+    @property
+    def records_dir(self) -> Path:
+        return self.path / "records"
+
+    def write_record(self, name: str, epoch: int, frame: pd.DataFrame) -> None:
+        """One probed epoch's per-sample table ``name`` (rewritten whole if it exists)."""
+        atomic_write(self.records_dir / name / f"epoch_{epoch:06d}.parquet",
+                     lambda p: frame.to_parquet(p, index=False))
+
+    def record_names(self) -> list[str]:
+        return sorted(p.name for p in self.records_dir.iterdir() if p.is_dir()) if self.records_dir.is_dir() else []
+
+    def record(self, name: str) -> pd.DataFrame:
+        """Every epoch of the per-sample table ``name``, in epoch order (empty if none)."""
+        files = sorted((self.records_dir / name).glob("epoch_*.parquet"))
+        if not files:
+            return pd.DataFrame()
+        return pd.concat([pd.read_parquet(f) for f in files], ignore_index=True)
+
+    def truncate_records(self, after_epoch: int) -> None:
+        """Drop per-sample tables of epochs > after_epoch (used when resuming)."""
+        for name in self.record_names():
+            for f in (self.records_dir / name).glob("epoch_*.parquet"):
+                if int(f.stem.split("_")[1]) > after_epoch:
+                    f.unlink(missing_ok=True)
 
     # -- checkpoints -------------------------------------------------------------------
     def save_weights(self, model: torch.nn.Module, epoch: int) -> Path:

@@ -1,7 +1,13 @@
 """Spectral truncation of a stored run: ``noisescope truncate RUN|CHECKPOINT``.
 
-The comparison (final / early stopping / truncation / per-tap probes / raw inputs) analyses each
-tap once; the exported truncated module is fitted from that same analysis.
+The comparison (final / early stopping / truncation / per-tap probes / raw inputs, each accuracy
+with its Wilson interval and n) analyses each tap once; the exported truncated module is fitted
+from that same analysis. The verdict (docs/definitions.md, "Repair verdict"): truncation is
+recommended only when its noisy-validation gain over the final model, paired per sample,
+exceeds one standard error of that gain (``evidence.rules.repair_verdict``); otherwise "no
+repair" and the final model stays the recommended one. On the clean test set the truncated
+model is compared with the final and the early-stopped model by McNemar's exact test (reported,
+never used to choose).
 """
 
 from __future__ import annotations
@@ -9,10 +15,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import torch
 
-from noisescope.evaluate import model_accuracy
+from noisescope.evaluate import correct, model_accuracy
+from noisescope.evidence.paired import mcnemar, paired_difference
+from noisescope.evidence.rules import Verdict, repair_verdict, resolution_warning
 from noisescope.probes.dynamics import early_stop_update
 from noisescope.runs.run import Run, load_run
 from noisescope.spectral.compare import compare
@@ -53,9 +62,23 @@ def early_stop_epoch(run: Run, device: str | torch.device = "cpu") -> tuple[int,
     return best[0], best_any
 
 
+PAIRED_COLUMNS = ["comparison", "n_test", "b", "c", "difference", "diff_low", "diff_high", "p_value"]
+
+
 @dataclass
 class TruncationReport:
-    """What ``truncate_run`` produced."""
+    """What ``truncate_run`` produced.
+
+    Attributes:
+        comparison: spectral.compare COLUMNS (accuracies with Wilson intervals and n).
+        estimator: the fitted SpectralTruncation; out: where the module was written.
+        verdict: truncated vs final on noisy validation (``evidence.rules.repair_verdict``).
+        warning: ``evidence.rules.resolution_warning`` on the noisy-validation set, or None.
+        paired: PAIRED_COLUMNS, McNemar's exact test of the truncated model against the final
+            and the early-stopped model on the clean test set (b: truncated right and the other
+            wrong; difference: truncated minus other, with its paired 95% interval).
+        correct: per-sample correctness {"val"/"test": {"final", "truncated", "early_stop"}}.
+    """
 
     comparison: pd.DataFrame
     estimator: SpectralTruncation
@@ -63,6 +86,38 @@ class TruncationReport:
     final_epoch: int
     early_epoch: int | None
     best_probed_epoch: int | None
+    verdict: Verdict | None = None
+    warning: str | None = None
+    paired: pd.DataFrame | None = None
+    correct: dict | None = None
+
+    @property
+    def recommended(self) -> bool:
+        return bool(self.verdict is not None and self.verdict.recommended)
+
+    def verdict_line(self) -> str:
+        """``"recommended: truncation to d=..."`` or ``"no repair: ..."`` with the reason."""
+        if self.verdict is None:
+            return "no repair: no noisy-validation split to decide on"
+        if self.recommended:
+            why = self.verdict.reason.removeprefix("repair: ")
+            return f"recommended: truncation to d={self.estimator.d_} (head {self.estimator.head}): {why}"
+        return f"{self.verdict.reason}; the final model stays the recommended one"
+
+
+def paired_tests(test_correct: dict[str, np.ndarray]) -> pd.DataFrame:
+    """McNemar's exact test and the paired difference of the truncated model against each other
+    model on the clean test set (PAIRED_COLUMNS)."""
+    rows = []
+    t = test_correct["truncated"]
+    for other in ("final", "early_stop"):
+        if other not in test_correct:
+            continue
+        o = test_correct[other]
+        mc, diff = mcnemar(t, o), paired_difference(t, o)
+        rows.append({"comparison": f"truncated vs {other}", "n_test": mc.n, "b": mc.b, "c": mc.c,
+                     "difference": diff.diff, "diff_low": diff.low, "diff_high": diff.high, "p_value": mc.p_value})
+    return pd.DataFrame(rows, columns=PAIRED_COLUMNS)
 
 
 def truncate_run(
@@ -70,7 +125,7 @@ def truncate_run(
     out: str | Path | None = None,
     head: str = "original",
     d: int | str = "auto",
-    d_rule: str = "argmax",
+    d_rule: str = "1se",
     early: bool = True,
     raw_input: bool = True,
     taps: str | list[str] = "auto",
@@ -119,5 +174,26 @@ def truncate_run(
         "val_acc": None if j is None or est.val_acc_ is None else float(est.val_acc_[j]),
         "test_acc": None if j is None or est.test_acc_ is None else float(est.test_acc_[j]),
     }
+    models = {"final": final, "truncated": module.to(dev)}
+    if early_model is not None:
+        models["early_stop"] = early_model
+    right = {split: {k: correct(mdl, x, y, batch_size, dev).numpy() for k, mdl in models.items()}
+             for split, x, y in (("val", data.x_val, data.y_val), ("test", data.x_test, data.y_test))}
+    verdict = warning = None
+    if len(data.y_val):
+        verdict = repair_verdict(right["val"]["truncated"], right["val"]["final"])
+        warning = resolution_warning(len(data.y_val), float(right["val"]["final"].mean()), verdict.gain)
+    paired = paired_tests(right["test"]) if len(data.y_test) else pd.DataFrame(columns=PAIRED_COLUMNS)
+    meta.update({
+        "recommended": bool(verdict is not None and verdict.recommended),
+        "reason": verdict.reason if verdict is not None else "no noisy-validation split to decide on",
+        "val_gain": None if verdict is None else verdict.gain,
+        "val_gain_se": None if verdict is None else verdict.se,
+        "warning": warning,
+        "paired_tests": paired.to_dict("records"),
+    })
+    if not meta["recommended"]:
+        meta["note"] = ("not recommended: exported for inspection only; the final model "
+                        f"(epoch {epoch}) stays the recommended one")
     save_truncated(module, out, meta)
-    return TruncationReport(comparison.table, est, out, epoch, e_epoch, best_any)
+    return TruncationReport(comparison.table, est, out, epoch, e_epoch, best_any, verdict, warning, paired, right)

@@ -55,6 +55,8 @@ class RunStoreLike(Protocol):
                     probe_state: dict) -> None: ...
     def load_resume(self, model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> tuple[int, dict]: ...
     def truncate_metrics(self, after_epoch: int) -> None: ...
+    def write_record(self, name: str, epoch: int, frame: object) -> None: ...
+    def truncate_records(self, after_epoch: int) -> None: ...
     def checkpoints(self) -> dict: ...
     def metrics(self) -> object: ...
     def set_status(self, state: str, epoch: int, **extra: object) -> None: ...
@@ -143,19 +145,23 @@ class Trainer:
             augment=cfg.augment or None, channels_last=self.plan.channels_last,
         )
         self.probe_state: dict = {}
+        self.records: dict = {}
         self.best_val: tuple[int, float] | None = None  # (epoch, noisy-validation accuracy)
 
     def run_probes(self, epoch: int) -> list[Row]:
         """Every probe's rows at ``epoch``, from one pass over each split."""
         ctx = ProbeContext(epoch=epoch, device=self.device, batch_size=self.probe_batch_size,
                            state=self.probe_state)
-        return run_probes(self.probes, self.model, self.data, ctx)
+        rows = run_probes(self.probes, self.model, self.data, ctx)
+        self.records = ctx.records
+        return rows
 
     def _finish_epoch(self, epoch: int, train_loss: float, lr: float) -> None:
         """Probes, then the store in an order a kill at any point repairs on resume: metric
         rows, weights, then the resume state (the commit point: everything after epoch
         ``e - 1`` is recomputed until it is written), then the clean-up of a superseded
         early-stopping checkpoint, then the status."""
+        self.records = {}
         rows = self.run_probes(epoch) if epoch in self.probe_at else []
         if self.store is not None:
             val = [r.value for r in rows if (r.probe, r.subset, r.metric) == ("dynamics", "val", "acc")]
@@ -163,6 +169,8 @@ class Trainer:
             train_rows = [Row(epoch, "train", "loss", train_loss, subset="train_running"),
                           Row(epoch, "train", "lr", lr)] if epoch > 0 else []
             self.store.append_metrics(rows + train_rows)
+            for name, frame in self.records.items():
+                self.store.write_record(name, epoch, frame)
             if epoch in self.checkpoint_at or (best is not None and best[0] == epoch):
                 self.store.save_weights(self.model, epoch)
             self.store.save_resume(self.model, self.optimizer, epoch, self.probe_state)
@@ -187,6 +195,7 @@ class Trainer:
         if self.store is not None:
             done, self.probe_state = self.store.load_resume(self.model, self.optimizer)
             self.store.truncate_metrics(done)
+            self.store.truncate_records(done)
             self.best_val = best_val_epoch(self.store.metrics())
             self._tidy_checkpoints(done)
         if done < 0:
