@@ -17,6 +17,7 @@ REGISTRY: dict[str, str] = {
     "dynamics": "noisescope.probes.dynamics:DynamicsProbe",
     "spectral": "noisescope.probes.spectral:SpectralProbe",
     "signals": "noisescope.probes.signals:SignalsProbe",
+    "weights": "noisescope.probes.weights:WeightsProbe",
 }
 
 
