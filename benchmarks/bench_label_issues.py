@@ -1,0 +1,180 @@
+"""Benchmark: label-issue detectors (noisescope.detect) against cleanlab's confident learning.
+
+Data: N = 10,000 synthetic features, D = 512, C = 10 Gaussian classes (class means in a random
+24-dim subspace, per-dimension noise scales decaying from 1 to 0.05), 30% of the labels moved
+to another class uniformly (seeded). Every figure is the best of ``--repeats`` runs in this
+process; each detector's ratio is to the cleanlab pipeline measured in the same run:
+
+* cleanlab pipeline = 5-fold stratified cross-validated predicted probabilities of a
+  scikit-learn ``LogisticRegression`` (multinomial, lbfgs, C = 1, max_iter = 200, on
+  standardized features) + ``cleanlab.filter.find_label_issues`` (prune_by_noise_rate);
+* the margin detectors need a trained linear head: here a closed-form least-squares head on all
+  N (timed separately, "head fit"), standing in for the network's head;
+* AUM / first-fit take a synthetic (50, N) margin table (50 recorded epochs): only their cost
+  is measured (no AUROC: the table is made up, not recorded from training).
+
+Also printed: AUROC and average precision of each score against the planted noise mask, and
+the flagged fraction (each method's own rule) against the realized noise rate.
+
+Usage: python benchmarks/bench_label_issues.py [--quick] [--threads 1] [--repeats 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import time
+
+N, DIM, C, RATE = 10_000, 512, 10, 0.3
+
+
+def _threads(n: int) -> None:
+    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ[var] = str(n)
+
+
+def make_features(n: int, seed: int = 0):
+    import torch
+
+    g = torch.Generator().manual_seed(seed)
+    means = torch.randn(C, 24, generator=g) * 0.8
+    basis, _ = torch.linalg.qr(torch.randn(DIM, 24, generator=g))
+    scales = torch.linspace(1.0, 0.05, DIM)
+    y = torch.randint(0, C, (n,), generator=g)
+    flip = torch.rand(n, generator=g) < RATE
+    y_obs = torch.where(flip, (y + torch.randint(1, C, (n,), generator=g)) % C, y)
+    x = means[y] @ basis.T + torch.randn(n, DIM, generator=g) * scales
+    return x.float(), y_obs, y
+
+
+def best_of(repeats: int, fn):
+    """(min seconds, last result) of ``repeats`` calls."""
+    best, res = float("inf"), None
+    for _ in range(repeats):
+        t = time.perf_counter()
+        res = fn()
+        best = min(best, time.perf_counter() - t)
+    return best, res
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description="label-issue detector benchmark")
+    ap.add_argument("--quick", action="store_true", help="N = 3,000 and one repeat")
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--repeats", type=int, default=3)
+    a = ap.parse_args()
+    _threads(a.threads)
+    import numpy as np
+    import torch
+
+    from noisescope.detect import (
+        LabelIssueDetector,
+        assigned_margin,
+        aum_score,
+        auroc,
+        average_precision,
+        cross_val_pred_probs,
+        disagreement_score,
+        fine_score,
+        first_fit_epoch_score,
+        knn_score,
+        truncated_distance_score,
+    )
+    torch.set_num_threads(a.threads)
+    n = 3000 if a.quick else N
+    reps = 1 if a.quick else a.repeats
+    x, y, t = make_features(n)
+    mask = y != t
+    print(f"machine: {os.cpu_count()}-core CPU, torch {torch.__version__}, {a.threads} thread(s), no GPU")
+    print(f"features: {n} x {DIM} float32, {C} classes, realized noise rate {float(mask.double().mean()):.3f}; "
+          f"best of {reps}")
+
+    # ---------------------------------------------------------------- the cleanlab pipeline
+    from noisescope.detect import cleanlab_issues, cleanlab_scores
+
+    try:
+        import cleanlab  # noqa: F401
+    except ImportError:
+        print("cleanlab is not installed (pip install noisescope[cleanlab]): no baseline, no ratios")
+        cleanlab_issues = None
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    def make_model():
+        return make_pipeline(StandardScaler(), LogisticRegression(C=1.0, max_iter=200))
+
+    def train_fn(model, x_tr, y_tr):
+        model.fit(x_tr, y_tr)
+        return model.predict_proba
+
+    xn = x.numpy()
+    rows = []
+    base = None
+    if cleanlab_issues is not None:
+        t0 = time.perf_counter()
+        cv = cross_val_pred_probs(make_model, train_fn, xn, y.numpy(), k=5, seed=0)
+        cv_s = time.perf_counter() - t0
+        find_s, flags = best_of(reps, lambda: cleanlab_issues(y, cv.pred_probs))
+        base = cv_s + find_s
+        s = cleanlab_scores(y, cv.pred_probs)
+        print(f"\ncleanlab pipeline: 5-fold LogisticRegression pred_probs {cv_s:.2f} s "
+              f"(fit {cv.fit_seconds.sum():.2f} s, predict {cv.predict_seconds.sum():.2f} s) + "
+              f"find_label_issues {find_s:.3f} s = {base:.2f} s (baseline, one run)")
+        rows.append(("cleanlab: CV pred_probs + find_label_issues", base, s, flags))
+        rows.append(("  find_label_issues alone (given pred_probs)", find_s, None, None))
+
+    # ---------------------------------------------------------------- noisescope detectors
+    def head_fit():
+        x1 = torch.cat([x.double(), torch.ones(n, 1, dtype=torch.float64)], 1)
+        sol = torch.linalg.lstsq(x1, torch.nn.functional.one_hot(y, C).double()).solution
+        return sol[:-1].T.contiguous(), sol[-1].contiguous()
+
+    head_s, (w, b) = best_of(reps, head_fit)
+    logits = x.double() @ w.T + b
+    g = torch.Generator().manual_seed(1)
+    ramp = torch.linspace(0, 1, 50)[:, None]  # 50 "epochs" drifting towards the head's margins
+    margins = (ramp * assigned_margin(logits, y) + 0.1 * torch.randn(50, n, generator=g)).float()
+
+    def spectrum():
+        from noisescope.detect._util import spectrum_of
+
+        return spectrum_of(x)
+
+    spec_s, spec = best_of(reps, spectrum)
+    rows.append(("spectrum (FeatureStats + eigh), shared by the spectral methods", spec_s, None, None))
+    rows.append(("least-squares head fit (for the margin methods)", head_s, None, None))
+    fixed = {
+        "truncated_distance_score(d=9), given the spectrum": lambda: truncated_distance_score(x, spec, y, 9),
+        "knn_score(k=10, raw 512-d features)": lambda: knn_score(x, y, k=10),
+        "knn_score(k=10, d=9), given the spectrum": lambda: knn_score(x, y, k=10, d=9, spectrum=spec),
+        "fine_score": lambda: fine_score(x, y),
+        "disagreement_score (head logits)": lambda: disagreement_score(logits, y, kind="logits"),
+        "aum_score (50 x N margins)": lambda: aum_score(margins),
+        "first_fit_epoch_score (50 x N margins)": lambda: first_fit_epoch_score(margins),
+    }
+    for name, fn in fixed.items():
+        sec, s = best_of(reps, fn)
+        rows.append((name, sec, None if "margins)" in name else s, None))  # synthetic margins: no AUROC
+    for method in ("truncated_distance", "knn", "fine", "tail_margin", "truncated_margin", "disagreement"):
+        def run(method=method):
+            return LabelIssueDetector(method).fit(x, y, head=(w, b))
+
+        sec, det = best_of(reps, run)
+        d = f", d={det.d_}" if det.d_ is not None else ""
+        rows.append((f"LabelIssueDetector({method!r}{', auto d' if d else ''}) end to end{d}", sec,
+                     det.score_samples(), det.find_issues()))
+
+    print(f"\n{'what':<66} {'seconds':>8} {'ratio':>7} {'AUROC':>6} {'AP':>6} {'flagged':>7}")
+    for name, sec, s, flags in rows:
+        ratio = f"{sec / base:.3f}" if base else "-"
+        au = f"{auroc(s, mask):.3f}" if s is not None else ""
+        apr = f"{average_precision(s, mask):.3f}" if s is not None else ""
+        fl = f"{float(np.mean(np.asarray(flags))):.3f}" if flags is not None else ""
+        print(f"{name:<66} {sec:>8.3f} {ratio:>7} {au:>6} {apr:>6} {fl:>7}")
+    print("\nratio = seconds / the cleanlab pipeline's seconds in this run; flagged = fraction flagged by "
+          "the method's own rule (realized noise rate above)")
+
+
+if __name__ == "__main__":
+    main()
