@@ -81,7 +81,7 @@ def probe_streaming(train_batches, evals) -> dict:
             correct += cumulative_correct(spec.project(x, dtype=torch.float32), y, ro, grid)
             n += len(y)
         acc[name] = correct.numpy() / n
-    d_star = choose_d(acc["val"] * 1e6, grid) if "val" in acc else None
+    d_star = choose_d(acc["val"] * 1e6, grid, rule="argmax") if "val" in acc else None
     return {"acc": acc, "d_star": d_star, "grid": np.asarray(grid)}
 
 

@@ -190,10 +190,10 @@ def _paired(b, c, n):
 
 
 def test_repair_verdict_paired_rule():
-    rep, orig = _paired(40, 10, 1000)  # gain 3 points, se sqrt(50 - 0.9)/1000 = 0.70 points
+    rep, orig = _paired(40, 10, 1000)  # gain 3 points, se sqrt(51 - 0.961)/1000 = 0.71 points
     v = repair_verdict(rep, orig)
     assert v.recommended and v.method == "paired" and (v.b, v.c, v.n) == (40, 10, 1000)
-    assert v.gain == pytest.approx(0.03) and v.se == pytest.approx(math.sqrt(50 - 900 / 1000) / 1000)
+    assert v.gain == pytest.approx(0.03) and v.se == pytest.approx(math.sqrt(51 - 31**2 / 1000) / 1000)
     assert v.reason == "repair: validation gain +3.0 points exceeds one standard error (0.7 points)"
     assert v.p_value == pytest.approx(mcnemar(rep, orig).p_value)
     rep, orig = _paired(14, 9, 300)  # gain 1.7, se 1.6 -> recommended; 13 vs 9: 1.3 < 1.6 -> not
@@ -203,7 +203,13 @@ def test_repair_verdict_paired_rule():
     assert not v.recommended
     assert v.reason == "no repair: validation gain +1.3 points is within one standard error (1.6 points)"
     v = repair_verdict(*_paired(0, 0, 100))
-    assert not v.recommended and v.gain == 0 and v.se == 0 and "does not improve" in v.reason
+    assert not v.recommended and v.gain == 0 and "does not improve" in v.reason
+
+
+def test_a_single_discordant_validation_sample_never_recommends_a_repair():
+    v = repair_verdict(*_paired(1, 0, 80))  # gain 1.25 points; the plain Wald se would be 1.24
+    assert not v.recommended and v.se > v.gain
+    assert repair_verdict(*_paired(6, 0, 80)).recommended
 
 
 def test_repair_verdict_unpaired_counts_and_best_repair():

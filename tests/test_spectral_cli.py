@@ -36,7 +36,10 @@ def test_spectral_probe_runs_on_the_training_schedule(run_dir):
     m = load_run(run_dir).metrics
     spec = m[m.probe == "spectral"]
     assert sorted(spec.epoch.unique()) == [0, 2, 4]
-    assert set(spec.tap) == {"layer1", "layer2"}
+    assert set(spec.tap) == {"layer1", "layer2", "input"}
+    # the raw-input reference: once, at epoch 0, only d* and the probe accuracy at d*
+    ref = spec[spec.tap == "input"]
+    assert set(ref.epoch) == {0} and set(ref.metric) == {"d_star", "probe_acc_d_star"}
     assert len(spec[(spec.metric == "eigval") & (spec.tap == "layer2") & (spec.epoch == 4)]) == 16
 
 

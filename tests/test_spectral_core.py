@@ -174,7 +174,7 @@ def test_analysis_is_deterministic():
 
 def test_choose_d_breaks_ties_towards_smaller_d():
     grid = check_grid([2, 4, 8, 16], 16)
-    assert choose_d(torch.tensor([5, 9, 9, 3]), grid) == 4
+    assert choose_d(torch.tensor([5, 9, 9, 3]), grid, rule="argmax") == 4
     with pytest.raises(ValueError, match=r"\[1, 16\]"):
         check_grid([0, 4], 16)
     with pytest.raises(ValueError, match=r"\[1, 16\]"):

@@ -10,13 +10,13 @@ GOLDEN = {
         "data.name=synthetic", "data.options={n = 800, dim = 24, k_star = 4, num_classes = 4}",
         "noise.rate=0.3", "model.options={widths = [32, 32]}", "train.epochs=4", "train.batch_size=64",
         "probe.schedule=every", 'probe.probes=["dynamics", "spectral", "signals"]',
-        "probe.options={signals = {dependence_samples = 200, input_pcs = 5}}",
+        "probe.options={signals = {dependence_samples = 200, input_pcs = 5}, spectral = {d_rule = \"argmax\"}}",
         "run.checkpoint_every=2",
     ],
     "digits": [
         "data.name=digits", "data.subset=600", "noise.model=pairflip", "noise.rate=0.3",
         "model.options={widths = [48, 48]}", "train.epochs=3", "train.batch_size=64",
         "probe.schedule=every", 'probe.probes=["dynamics", "spectral", "signals"]',
-        "probe.options={signals = {dependence_samples = 200, input_pcs = 5}}",
+        "probe.options={signals = {dependence_samples = 200, input_pcs = 5}, spectral = {d_rule = \"argmax\"}}",
     ],
 }

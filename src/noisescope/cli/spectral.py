@@ -5,9 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated
 
+import numpy as np
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
+from rich.text import Text
 
 from noisescope.cli.common import cell, console, fail
 from noisescope.metrics import select
@@ -26,15 +28,40 @@ def _parse_taps(text: str) -> str | list[str]:
     return text if text in ("auto", "all", "feature") else [t.strip() for t in text.split(",") if t.strip()]
 
 
+def _interval(acc: float, low: float, high: float) -> str:
+    if acc != acc:
+        return "-"
+    return f"{acc:.4f} [{low:.3f}, {high:.3f}]" if low == low else f"{acc:.4f}"
+
+
 def comparison_table(df, title: str) -> Table:
-    """The truncation comparison (spectral/compare.py COLUMNS) as a rich table."""
+    """The truncation comparison (spectral/compare.py COLUMNS) as a rich table: each accuracy
+    with its 95% Wilson interval, and the sample counts."""
     table = Table(title=title)
+    n_val = int(df["n_val"].max()) if "n_val" in df and len(df) else None
+    n_test = int(df["n_test"].max()) if "n_test" in df and len(df) else None
+    val_head = "noisy val acc [95% CI]" + (f" n={n_val}" if n_val else "")
+    test_head = "clean test acc [95% CI]" + (f" n={n_test}" if n_test else "")
     for col, just in (("method", "left"), ("epoch", "right"), ("tap", "left"), ("d", "right"),
-                      ("noisy val acc", "right"), ("clean test acc", "right")):
+                      (val_head, "right"), (test_head, "right")):
         table.add_column(col, justify=just)
-    for r in df.itertuples(index=False):
-        table.add_row(r.method, "-" if r.epoch < 0 else str(r.epoch), r.tap, str(r.d),
-                      cell(r.val_acc, 4), cell(r.test_acc, 4))
+    for r in df.to_dict("records"):
+        table.add_row(r["method"], "-" if r["epoch"] < 0 else str(r["epoch"]), r["tap"], str(r["d"]),
+                      _interval(r["val_acc"], r.get("val_low", np.nan), r.get("val_high", np.nan)),
+                      _interval(r["test_acc"], r.get("test_low", np.nan), r.get("test_high", np.nan)))
+    return table
+
+
+def paired_table(df, title: str) -> Table:
+    """McNemar's exact test of the truncated model on the clean test set (runs.truncate.PAIRED_COLUMNS)."""
+    table = Table(title=title)
+    for col in ("comparison", "n", "b (truncated right only)", "c (other right only)",
+                "difference [95% CI]", "McNemar p"):
+        table.add_column(col, justify="left" if col == "comparison" else "right")
+    for r in df.to_dict("records"):
+        table.add_row(r["comparison"], str(r["n_test"]), str(r["b"]), str(r["c"]),
+                      f"{100 * r['difference']:+.1f} pts [{100 * r['diff_low']:+.1f}, {100 * r['diff_high']:+.1f}]",
+                      f"{r['p_value']:.3g}")
     return table
 
 
@@ -69,7 +96,7 @@ def register(app: typer.Typer) -> None:
         taps: Annotated[str | None, typer.Option(help="spectral: auto | feature | comma-separated taps")] = None,
         d_max: Annotated[int | None, typer.Option(help="spectral: largest d scored")] = None,
         alpha: Annotated[float | None, typer.Option(help="spectral: ridge strength of the probe")] = None,
-        d_rule: Annotated[str | None, typer.Option(help="spectral: argmax | 1se")] = None,
+        d_rule: Annotated[str | None, typer.Option(help="spectral: 1se (default) | argmax")] = None,
         segregation: Annotated[bool | None, typer.Option(help="spectral: noise share and tail fractions")] = None,
         device: Annotated[str, typer.Option(help="cpu, cuda, ...")] = "cpu",
         batch_size: Annotated[int, typer.Option(help="forward batch size")] = 2048,
@@ -125,7 +152,7 @@ def register(app: typer.Typer) -> None:
         out: Annotated[str | None, typer.Option(help="output directory (default RUN/truncated/epoch_XXXX)")] = None,
         head: Annotated[str, typer.Option(help="original | refit")] = "original",
         d: Annotated[str, typer.Option(help="'auto' (noisy validation) or an integer")] = "auto",
-        d_rule: Annotated[str, typer.Option(help="argmax | 1se")] = "argmax",
+        d_rule: Annotated[str, typer.Option(help="1se (one-standard-error rule) | argmax")] = "1se",
         early: Annotated[bool, typer.Option(help="compare with the best-noisy-val checkpoint")] = True,
         raw: Annotated[bool, typer.Option(help="add the raw-input reference")] = True,
         taps: Annotated[str, typer.Option(help="taps probed for the reference rows")] = "auto",
@@ -148,8 +175,18 @@ def register(app: typer.Typer) -> None:
             except (ValueError, FileNotFoundError) as exc:
                 fail(str(exc))
         console.print(comparison_table(rep.comparison, f"spectral truncation: {target}"))
+        if rep.paired is not None and len(rep.paired):
+            console.print(paired_table(rep.paired, "clean test set, paired (reported, never used to choose)"))
         if rep.early_epoch is not None and rep.best_probed_epoch not in (None, rep.early_epoch):
             console.print(f"[yellow]note:[/] the best noisy-validation epoch was {rep.best_probed_epoch}, "
                           f"but its weights were not kept; early stopping uses saved epoch {rep.early_epoch} "
                           "(keep more with run.checkpoint_every)")
-        console.print(f"truncated model (d={rep.estimator.d_}, head={head}) written to [bold]{rep.out}[/]")
+        style = "bold green" if rep.recommended else "bold yellow"
+        console.print(Text(rep.verdict_line(), style=style), soft_wrap=True)
+        if rep.warning:
+            console.print(Text("warning: ", style="yellow") + Text(rep.warning), soft_wrap=True)
+        if rep.recommended:
+            console.print(f"truncated model (d={rep.estimator.d_}, head={head}) written to [bold]{rep.out}[/]")
+        else:
+            console.print(f"truncated model (d={rep.estimator.d_}, head={head}) written to [bold]{rep.out}[/] "
+                          "for inspection only: [bold]not recommended[/] (truncation.json says why)")

@@ -7,7 +7,8 @@ claims scorecard (a math layer: torch / numpy / scipy / pandas, ``noisescope.met
 * ``rules``: ``choose_d`` (1se / argmax), ``repair_verdict``, ``resolution_warning``,
   ``large_activation_flag``, ``neuron_follows``.
 * ``tail``: truncated-fit curves, tail margin share, noise position in words, ``tail_verdict``.
-* ``claims``: one function per claim of the two papers, ``scorecard``, ``scorecard_frame``.
+* ``claims``: ``scorecard``, ``scorecard_frame`` over one function per claim of the two papers
+  (``claims_kubo``, ``claims_tail``; ``claims_common`` holds :class:`Claim` and the helpers).
 
 Names are loaded lazily (PEP 562), so ``noisescope.spectral.linear_probe`` can import
 ``noisescope.evidence.rules`` while ``evidence.tail`` imports ``noisescope.spectral``

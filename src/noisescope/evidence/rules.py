@@ -107,7 +107,9 @@ def repair_verdict(repaired: np.ndarray | torch.Tensor | int, original: np.ndarr
 
     * Paired (``repaired`` and ``original`` are per-sample correctness vectors on the same
       validation samples): with b = #(repaired right, original wrong), c = #(repaired wrong,
-      original right), gain = (b - c)/n and se = sqrt(b + c - (b - c)^2/n)/n (Wald on the
+      original right), gain = (b - c)/n and se = sqrt(b' + c - (b' - c)^2/n)/n with b' = b + 1:
+      the Wald SE with one more discordant sample, a small-count guard so that a handful of
+      discordant samples (b = 1, c = 0 gives se > gain) never clears the rule (Wald on the
       per-sample differences). Preferred.
     * Unpaired (both are correct counts; ``n_val`` required):
       se = sqrt(p1 (1 - p1)/n + p0 (1 - p0)/n). The two models' errors are usually positively
@@ -136,7 +138,7 @@ def repair_verdict(repaired: np.ndarray | torch.Tensor | int, original: np.ndarr
         if n == 0:
             raise ValueError("repair_verdict needs at least one validation sample")
         b, c = int((r & ~o).sum()), int((~r & o).sum())
-        gain, se = (b - c) / n, paired_se(b, c, n)
+        gain, se = (b - c) / n, paired_se(b + 1, c, n)  # one more discordant pair: see the docstring
         p, method = mcnemar_counts(b, c, n).p_value, "paired"
     if gain > se:
         reason = (f"repair{label}: validation gain {_pts(gain, True)} points exceeds one standard error "

@@ -1,11 +1,15 @@
 """``noisescope report RUN_OR_SWEEP``: one self-contained HTML file with every figure.
 
-For a run: the four-subset dynamics and detected double descent, the separation heatmap,
-large activations, test alignment, spectrum and effective rank over epochs, rank-risk curves,
-and the truncation vs early-stopping table. For a sweep: the runs table, headline metrics
-against each swept field (mean and spread over seeds), the truncation table per configuration
-with its spread over seeds, failed runs with their tracebacks, then every run's own sections
-(collapsible; the first run with noisy labels expanded). Sections whose metrics are absent say so.
+For a run: first the claims scorecard (every claim of the two papers with its status, numbers
+and rule, as ``noisescope verdict``), then the four-subset dynamics and detected double
+descent, the separation heatmap, large activations, test alignment, spectrum and effective rank
+(at initialization, early stopping and the end), rank-risk curves, and the truncation vs
+early-stopping table with the raw-input reference. Every accuracy carries its 95% Wilson
+interval and n; a single seed shows no spread. For a sweep: the scorecard over the runs
+(statuses counted, key numbers over seeds), the runs table, headline metrics against each swept
+field (mean and spread over seeds), the truncation table per configuration with its spread over
+seeds, failed runs with their tracebacks, then every run's own sections (collapsible; the first
+run with noisy labels expanded). Sections whose metrics are absent say so.
 
 Figures are PNGs embedded as base64: the file opens offline, and can be mailed or archived.
 """
@@ -54,13 +58,16 @@ def _config_section(config: dict, key: str = "config") -> Section:
 def run_report_sections(path: str | Path, scratch: Path,
                         progress: Callable[[str], None] | None = None) -> tuple[str, list[str], list[Section]]:
     """(title, facts, sections) of one run's report."""
+    from noisescope.report.scorecard_section import run_claims
     from noisescope.report.sections import run_sections
     from noisescope.runs.run import load_run
 
     run = load_run(path)
     title = f"noisescope run {Path(path).name}"
     facts = [_describe(run.config), f"state: {run.status.get('state', '?')} at epoch {run.status.get('epoch', '-')}"]
-    sections = run_sections(run.metrics, run.summary, scratch, _describe(run.config), progress)
+    summary = run.summary
+    claims, source = run_claims(path, run.metrics, summary, run.config)
+    sections = run_sections(run.metrics, summary, scratch, _describe(run.config), progress, claims, source)
     sections.append(_config_section(run.config.to_dict()))
     return title, facts, sections
 
@@ -69,10 +76,13 @@ def sweep_report_sections(path: str | Path, scratch: Path, progress: Callable[[s
                           max_runs: int | None = None,
                           on_total: Callable[[int], None] | None = None) -> tuple[str, list[str], list[Section]]:
     """(title, facts, sections) of a sweep's report (see the module docstring)."""
+    from noisescope.config import from_dict
     from noisescope.probes.dynamics import summarize
     from noisescope.report import sweep_sections as ss
     from noisescope.report.headline import comparison_rows, headline
+    from noisescope.report.scorecard_section import run_claims, sweep_scorecard
     from noisescope.report.sections import run_sections
+    from noisescope.report.verdict import aggregate, config_groups, width_claims
     from noisescope.runs.store import RunStore
     from noisescope.sweep import read_manifest, sweep_table
     from noisescope.sweep.runner import run_dir
@@ -83,6 +93,7 @@ def sweep_report_sections(path: str | Path, scratch: Path, progress: Callable[[s
     metrics: dict[str, pd.DataFrame] = {}
     summaries: dict[str, dict] = {}
     tracebacks: dict[str, str] = {}
+    claims: dict[str, tuple[list, str]] = {}
     for rec in table.to_dict("records"):
         store = RunStore(run_dir(path, rec["run"]))
         m = store.metrics()
@@ -90,16 +101,26 @@ def sweep_report_sections(path: str | Path, scratch: Path, progress: Callable[[s
         if len(m):
             metrics[rec["run"]] = m
             summaries[rec["run"]] = store.read_json("summary.json") or summarize(m)
+            try:
+                cfg = from_dict(store.read_json("config.json"))
+            except Exception:  # noqa: BLE001 - a config that no longer loads: score without it
+                cfg = None
+            claims[rec["run"]] = run_claims(store.path, m, summaries[rec["run"]], cfg)
     heads = pd.DataFrame([{"run": r, **headline(m, summaries[r])} for r, m in metrics.items()])
     if len(heads):
         table = table.drop(columns=[c for c in heads.columns if c != "run" and c in table.columns])
         table = table.merge(heads, on="run", how="left")
     detailed = [r for r in table["run"] if r in metrics][: max_runs if max_runs is not None else None]
     if on_total:
-        on_total(4 + 7 * len(detailed))
+        on_total(5 + 8 * len(detailed))
     tick = progress or (lambda _name: None)
     frames = {r: comparison_rows(m) for r, m in metrics.items()}
-    sections = [ss.overview(table, keys)]
+    per_run = {r: c for r, (c, _src) in claims.items()}
+    swept = table[["run", *keys]]
+    sections = [sweep_scorecard(aggregate(per_run, config_groups(swept, per_run), width_claims(swept, metrics)),
+                                len(per_run))]
+    tick("scorecard")
+    sections.append(ss.overview(table, keys))
     tick("runs table")
     sections.append(ss.headline_vs_params(table, keys))
     tick("headline figures")
@@ -117,7 +138,8 @@ def sweep_report_sections(path: str | Path, scratch: Path, progress: Callable[[s
         from noisescope.sweep.grid import describe
 
         label = describe(params.get(run_id, {}))
-        secs = run_sections(metrics[run_id], summaries[run_id], scratch / run_id, label, progress)
+        secs = run_sections(metrics[run_id], summaries[run_id], scratch / run_id, label, progress,
+                            *claims[run_id])
         children.append(Section(f"run-{run_id}", f"run {run_id}: {label}", children=_prefix(secs, run_id),
                                 open=run_id == first_open))
     runs = Section("runs", "Runs in detail", "Every run's own sections (click a run to expand it).",
@@ -160,7 +182,7 @@ def build_report(target: str | Path, out: str | Path | None = None, progress: bo
                TextColumn("{task.fields[step]}"), TimeElapsedColumn()]
     with tempfile.TemporaryDirectory(prefix="noisescope-report-") as tmp, \
             Progress(*columns, disable=not progress, transient=True) as bar:
-        task = bar.add_task("report", total=7, step="")
+        task = bar.add_task("report", total=8, step="")
 
         def tick(name: str) -> None:
             bar.update(task, advance=1, step=name)

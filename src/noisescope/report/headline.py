@@ -1,10 +1,11 @@
 """Headline numbers of a run read from its metrics table (no model is reloaded).
 
-* :func:`comparison_rows` -- final model vs early stopping vs spectral truncation, in the
-  columns of :mod:`noisescope.spectral.compare` (method, epoch, tap, d, val_acc, test_acc), so
-  :func:`noisescope.spectral.compare.summarize_seeds` gives the spread over seeds. Here the
-  truncation is read from the ``spectral`` probe's rows at the probed epochs (the
-  ``noisescope truncate`` command recomputes it on saved checkpoints).
+* :func:`comparison_rows` -- final model vs early stopping vs spectral truncation, with the
+  best tap and the raw-input reference, in the columns of :mod:`noisescope.spectral.compare`
+  (method, epoch, tap, d, val_acc, test_acc, and the sample counts n_val, n_test of the
+  dynamics ``n`` rows), so :func:`noisescope.spectral.compare.summarize_seeds` gives the spread
+  over seeds. Here the truncation is read from the ``spectral`` probe's rows at the probed
+  epochs (the ``noisescope truncate`` command recomputes it on saved checkpoints).
 * :func:`headline` -- one flat dict per run for the sweep plots and tables.
 """
 
@@ -19,7 +20,8 @@ import pandas as pd
 from noisescope.metrics import dynamics_curve, select
 from noisescope.probes.dynamics import best_val_epoch, summarize
 
-COMPARISON_COLUMNS = ["method", "epoch", "tap", "d", "val_acc", "test_acc"]
+COMPARISON_COLUMNS = ["method", "epoch", "tap", "d", "val_acc", "test_acc", "n_val", "n_test"]
+INPUT_TAP = "input"  # the spectral probe's raw-input reference (noisescope.taps.INPUT_TAP)
 
 
 def _rows(m: pd.DataFrame, probe: str, metric: str, tap: str | None = None,
@@ -40,6 +42,7 @@ def feature_tap(m: pd.DataFrame) -> str | None:
     if len(t):
         return str(t["tap"].iloc[0])
     e = _rows(m, "spectral", "effective_rank")
+    e = e[e["tap"] != INPUT_TAP]
     return str(e["tap"].iloc[-1]) if len(e) else None
 
 
@@ -49,12 +52,17 @@ def comparison_rows(m: pd.DataFrame) -> pd.DataFrame:
     final: the last probed epoch; early_stop: the best noisy-validation epoch;
     truncated_final / truncated_early: the original head on the top-d projection of phi at
     those epochs (d by noisy validation); probe_best_tap: the spectral linear probe at the
-    last epoch on the tap whose d* scores best on noisy validation.
+    last epoch on the best of *all* probed taps (tap and d chosen on noisy validation, ties ->
+    the first tap, as ``spectral.compare.best_tap``); raw_input: the same probe on the raw
+    inputs (the spectral probe's epoch-0 reference, tap ``input``): a repair that only matches
+    it has not repaired the network. n_val / n_test: the last dynamics ``n`` of val / test.
     """
     rows: list[dict[str, Any]] = []
     test, val = dynamics_curve(m, "test"), dynamics_curve(m, "val")
     if test.empty:
         return pd.DataFrame(columns=COMPARISON_COLUMNS)
+    nv, nt = dynamics_curve(m, "val", "n"), dynamics_curve(m, "test", "n")
+    n = {"n_val": int(nv.iloc[-1]) if len(nv) else np.nan, "n_test": int(nt.iloc[-1]) if len(nt) else np.nan}
     last = int(test.index.max())
     tap = feature_tap(m) or ""
     rows.append(dict(method="final", epoch=last, tap=tap, d=np.nan,
@@ -75,14 +83,20 @@ def comparison_rows(m: pd.DataFrame) -> pd.DataFrame:
                                  val_acc=_at(m, "spectral", "trunc_acc_d_star", epoch, tap, "val"),
                                  test_acc=t))
         pv = _rows(m, "spectral", "probe_acc_d_star", subset="val")
-        pv = pv[pv["epoch"] == last]
+        pv = pv[(pv["epoch"] == last) & (pv["tap"] != INPUT_TAP)]
         if len(pv):
             best_tap = str(pv.loc[pv["value"].idxmax(), "tap"])
             rows.append(dict(method="probe_best_tap", epoch=last, tap=best_tap,
                              d=_at(m, "spectral", "d_star", last, best_tap),
                              val_acc=float(pv["value"].max()),
                              test_acc=_at(m, "spectral", "probe_acc_d_star", last, best_tap, "test")))
-    return pd.DataFrame(rows, columns=COMPARISON_COLUMNS)
+    ref = _rows(m, "spectral", "probe_acc_d_star", INPUT_TAP, "val")
+    if len(ref):
+        e = int(ref["epoch"].max())
+        rows.append(dict(method="raw_input", epoch=-1, tap=INPUT_TAP, d=_at(m, "spectral", "d_star", e, INPUT_TAP),
+                         val_acc=_at(m, "spectral", "probe_acc_d_star", e, INPUT_TAP, "val"),
+                         test_acc=_at(m, "spectral", "probe_acc_d_star", e, INPUT_TAP, "test")))
+    return pd.DataFrame([{**r, **n} for r in rows], columns=COMPARISON_COLUMNS)
 
 
 HEADLINE_LABELS = {

@@ -71,6 +71,9 @@ table.data th{background:#f0f3f6}table.data td:first-child,table.data th:first-c
 .note{font-size:14px}
 details>summary{cursor:pointer;font-weight:600;font-size:16px;margin:6px 0}
 pre{background:#f0f3f6;padding:8px;font-size:12px;overflow-x:auto}
+table.claims td{text-align:left;vertical-align:top}table.claims td.rule{color:#55606b;font-size:12px;max-width:420px}
+.st-supported{color:#1a7f37;font-weight:600}.st-not-supported{color:#c62828;font-weight:600}
+.st-inconclusive{color:#b26a00;font-weight:600}.st-not-measured{color:#8a94a0}
 """
 
 

@@ -16,7 +16,11 @@ import pandas as pd  # noqa: E402
 
 from noisescope.report.headline import HEADLINE_LABELS  # noqa: E402
 from noisescope.report.html import Figure, Section, png_of, table_html  # noqa: E402
-from noisescope.report.sections import D_FORMAT, comparison_table  # noqa: E402
+from noisescope.report.sections import NO_RAW, acc_cell, comparison_display  # noqa: E402
+
+#: accuracy column of the runs table -> the summary's sample count it was measured on
+ACC_N = {"final_test_acc": "n_test", "early_stop_test_acc": "n_test", "truncated_test_acc": "n_test",
+         "final_noisy_train_obs_acc": "n_noisy_train_obs"}
 
 
 def is_seed(key: str) -> bool:
@@ -31,6 +35,10 @@ def overview(table: pd.DataFrame, keys: list[str]) -> Section:
     cols = ["run", *keys, "state", "epoch", "final_test_acc", "early_stop_test_acc",
             "final_noisy_train_obs_acc", "truncated_test_acc", "effective_rank", "double_descent"]
     t = table[[c for c in cols if c in table.columns]].copy()
+    for c, n in ACC_N.items():  # every accuracy with its Wilson interval and n
+        if c in t:
+            ns = table[n] if n in table else pd.Series(np.nan, index=table.index)
+            t[c] = [acc_cell(v, k) for v, k in zip(t[c], ns, strict=True)]
     counts = table["state"].value_counts().to_dict()
     sec.notes.append(", ".join(f"{n} {s}" for s, n in counts.items()) + f" of {len(table)} runs.")
     sec.tables.append(table_html(t))
@@ -114,9 +122,10 @@ def headline_vs_params(table: pd.DataFrame, keys: list[str]) -> Section:
 def truncation_by_config(frames: dict[str, pd.DataFrame], table: pd.DataFrame, keys: list[str]) -> Section:
     """Truncation vs early stopping for each configuration, spread over the seed axes."""
     sec = Section("sweep-truncation", "Truncation vs early stopping, over seeds",
-                  "For each configuration (the swept fields other than seeds): clean test accuracy of the "
-                  "final model, early stopping and spectral truncation, mean and sample standard deviation "
-                  "over its seeds (n_seeds).")
+                  "For each configuration (the swept fields other than seeds): noisy-validation and clean test "
+                  "accuracy of the final model, early stopping, spectral truncation, the best tap's probe and the "
+                  "raw-input reference: mean ± sample standard deviation and 95% t-interval over its seeds; "
+                  "a configuration with one seed shows each accuracy with its Wilson interval and n (no spread).")
     config_keys = [k for k in keys if not is_seed(k)]
     done = table[table["run"].isin([r for r, f in frames.items() if len(f)])]
     if done.empty:
@@ -126,10 +135,12 @@ def truncation_by_config(frames: dict[str, pd.DataFrame], table: pd.DataFrame, k
     for gkey, g in groups:
         gkey = gkey if isinstance(gkey, tuple) else (gkey,)
         label = ", ".join(f"{k}={v}" for k, v in zip(config_keys, gkey, strict=True)) or "all runs"
-        t = comparison_table([frames[r] for r in g["run"]])
-        sec.tables.append(f"<h4>{html.escape(label)}</h4>" + table_html(t, formats=D_FORMAT))
+        t = comparison_display([frames[r] for r in g["run"] if len(frames[r])])
+        sec.tables.append(f"<h4>{html.escape(label)}</h4>" + table_html(t))
     if not any("truncated_final" in set(f["method"]) for f in frames.values() if len(f)):
         sec.notes.append('Truncation rows are absent: add "spectral" to probe.probes.')
+    elif not any("raw_input" in set(f["method"]) for f in frames.values() if len(f)):
+        sec.notes.append(NO_RAW)
     return sec
 
 

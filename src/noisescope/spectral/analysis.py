@@ -8,6 +8,10 @@ ends. Noisy-validation and clean-test batches score the spectral linear probe (a
 penultimate tap, the original head on truncated features) for every d of the grid. The tail
 fractions of segregation need the spectrum and the training features again: the training
 activations are kept (float32) when they fit in ``cache_mb``, else streamed a second time.
+That second training pass also measures, on the tap the head reads, the truncated-fit curves
+(accuracy against observed labels of clean / noisy training samples when the head reads the
+top-d projection, every grid d) and the tail margin share at the head's d*
+(``noisescope.evidence.tail``).
 
 ``model=None`` analyses the raw inputs (flattened) as a single tap named ``"input"``: the
 reference a repaired network has to beat.
@@ -18,12 +22,14 @@ from __future__ import annotations
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import torch
 
 from noisescope.data.base import NoisyDataset
 from noisescope.models.base import TappedModel
+from noisescope.spectral.attribution import margin_attribution
 from noisescope.spectral.linear_probe import (
     D_RULES,
     Readout,
@@ -57,6 +63,10 @@ class TapAnalysis:
         head_d_star: d chosen by noisy validation for the original head.
         noise_share: (D,) rho_k, when segregation was measured.
         tail_clean / tail_noisy: (G,) mean tail fractions, when segregation was measured.
+        fit: truncated-fit curves of the head on training samples (head tap, with segregation):
+            an ``evidence.tail.TruncatedFit``.
+        tail_margin: {"clean_train", "noisy_train_obs"} -> tail margin share beyond
+            ``head_d_star`` (head tap, with segregation and a validation split).
     """
 
     tap: str
@@ -72,6 +82,8 @@ class TapAnalysis:
     noise_share: torch.Tensor | None = None
     tail_clean: np.ndarray | None = None
     tail_noisy: np.ndarray | None = None
+    fit: Any = None
+    tail_margin: dict[str, float] | None = None
 
     def probe_acc(self, subset: str) -> np.ndarray:
         """(G,) probe accuracy on ``subset`` for every grid d."""
@@ -165,7 +177,7 @@ class SpectralReducer:
         *,
         d_grid: list[int] | np.ndarray | None = None,
         alpha: float = 0.0,
-        d_rule: str = "argmax",
+        d_rule: str = "1se",
         segregation: bool = True,
         head: bool = True,
         batch_size: int = 2048,
@@ -257,11 +269,18 @@ class SpectralReducer:
         return self.out
 
     def _segregation(self) -> None:
+        # lazy: evidence.tail imports noisescope.spectral (whose __init__ imports this module)
+        from noisescope.evidence.tail import TailMarginAccumulator, TruncatedFitAccumulator
+
         data = self.data
-        acc = {}
+        acc, fit, margin = {}, {}, {}
         for n, res in self.out.items():
             res.noise_share = noise_share(self.stats[n], res.spectrum)
             acc[n] = TailFractionAccumulator(res.spectrum, self.stats[n].clean_class_means(), res.d_grid)
+            if res.head is not None:
+                fit[n] = TruncatedFitAccumulator(res.head, res.d_grid)
+                if res.head_d_star is not None:
+                    margin[n] = TailMarginAccumulator(int(res.head_d_star))
         if self._cache is not None:
             batches = iter(self._cache)
         elif self.model is None:
@@ -274,12 +293,30 @@ class SpectralReducer:
             batches = ((sl, a) for sl, _lg, a in iter_taps(self.model, data.x_train, self.taps,
                                                             self.batch_size, self.device))
         for sl, acts in batches:
+            y_obs, y_true = data.y_train[sl], data.y_train_true[sl]
             for n in self.taps:
-                acc[n].update(acts[n], data.y_train[sl], data.y_train_true[sl])
+                acc[n].update(acts[n], y_obs, y_true)
+                if n in fit:
+                    self._fit_batch(self.out[n], acts[n], y_obs, data.noise_mask[sl], fit[n], margin.get(n))
         for n, res in self.out.items():
             res.tail_clean, res.tail_noisy = acc[n].result()
+            if n in fit:
+                res.fit = fit[n].result()
+            if n in margin:
+                res.tail_margin = margin[n].result()
         self._cache = None
         self._say("segregation")
+
+    def _fit_batch(self, res: TapAnalysis, feats: torch.Tensor, y_obs: torch.Tensor, noisy: torch.Tensor,
+                   fit: Any, margin: Any) -> None:
+        """Truncated fit (every grid d) and tail margin (at the head's d*) of one training batch;
+        float64 throughout, so d = D reproduces the head's own predictions."""
+        head = self.model.head
+        full = margin is not None  # the margin needs every component, the fit only up to the grid's largest d
+        z = res.spectrum.project(feats, None if full else int(res.d_grid[-1]), torch.float64)
+        fit.update(z, y_obs, noisy)
+        if full:
+            margin.update(margin_attribution(feats, res.spectrum, head.weight, head.bias, y_obs, z=z), noisy)
 
 
 @torch.no_grad()
@@ -290,7 +327,7 @@ def analyse(
     *,
     d_grid: list[int] | np.ndarray | None = None,
     alpha: float = 0.0,
-    d_rule: str = "argmax",
+    d_rule: str = "1se",
     segregation: bool = True,
     head: bool = True,
     batch_size: int = 2048,
@@ -309,7 +346,8 @@ def analyse(
         alpha: ridge strength of the probe (0 = least squares).
         d_rule: how d* is chosen from noisy-validation accuracy (see
             :func:`~noisescope.spectral.linear_probe.choose_d`).
-        segregation: also measure noise shares and tail fractions.
+        segregation: also measure noise shares and tail fractions, and on the head's tap the
+            truncated-fit curves and the tail margin share.
         head: also score the original head on truncated penultimate features.
         batch_size: forward-pass batch size.
         device: where to run (default: the model's device, or the data's for raw inputs).

@@ -56,6 +56,7 @@ def margin_attribution(
     weight: torch.Tensor,
     bias: torch.Tensor | None,
     labels: torch.Tensor,
+    z: torch.Tensor | None = None,
 ) -> MarginAttribution:
     """Split each sample's margin for ``labels`` over the principal components of ``spectrum``.
 
@@ -64,9 +65,12 @@ def margin_attribution(
         spectrum: mean (D,) and eigenvectors (D, D) of the training features.
         weight: (C, D) head weight; bias: (C,) or None.
         labels: (N,) int64 labels whose margin is attributed (observed labels for memorization).
+        z: the float64 principal coordinates ``spectrum.project(feats)`` when already computed.
     """
     if feats.ndim != 2 or feats.shape[1] != spectrum.dim:
         raise ValueError(f"feats must be (N, {spectrum.dim}), got {tuple(feats.shape)}")
+    if z is not None and (z.shape != feats.shape or z.dtype != torch.float64):
+        raise ValueError(f"z must be the (N, {spectrum.dim}) float64 projection of feats")
     dev = spectrum.eigvecs.device
     w = weight.detach().to(dev, torch.float64)
     b = torch.zeros(w.shape[0], dtype=torch.float64, device=dev) if bias is None else \
@@ -76,7 +80,7 @@ def margin_attribution(
     y = labels.to(dev).long().reshape(-1)
     if len(y) != len(feats):
         raise ValueError(f"labels has {len(y)} entries for {len(feats)} samples")
-    z = spectrum.project(feats, dtype=torch.float64)  # (N, D)
+    z = spectrum.project(feats, dtype=torch.float64) if z is None else z.to(dev)  # (N, D)
     wv = w @ spectrum.eigvecs  # (C, D): row c = (w_c . v_k)_k
     const = w @ spectrum.mean + b  # (C,)
     logits = const + z @ wv.T

@@ -15,7 +15,7 @@ scored set. This is exactly scikit-learn's ``RidgeClassifier(alpha)`` on ``PCA(d
 The same cumulative machinery scores the *original* head on truncated features,
 h(mu + V_d z_d) = (W mu + b) + sum_{k<=d} z_k (W v_k), see :func:`head_readout`.
 
-d* = argmax over the grid of noisy-validation accuracy, ties -> smaller d.
+d* is chosen on noisy validation by :func:`choose_d` (default: the one-standard-error rule).
 """
 
 from __future__ import annotations
@@ -25,7 +25,12 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from noisescope.evidence.rules import D_RULES
+from noisescope.evidence.rules import choose_d as _choose_d
 from noisescope.spectral.stats import FeatureStats, Spectrum
+
+__all__ = ["D_RULES", "Readout", "check_grid", "choose_d", "cumulative_correct", "fit_ridge_readout", "head_readout",
+           "logistic_probe_accuracy"]
 
 
 @dataclass
@@ -128,33 +133,19 @@ def cumulative_correct(
     return out
 
 
-D_RULES = ("argmax", "1se")
-
-
 def choose_d(
     val_correct: torch.Tensor | np.ndarray, d_grid: np.ndarray, n_val: int | None = None,
-    rule: str = "argmax",
+    rule: str = "1se",
 ) -> int:
-    """d* from noisy-validation correct counts per grid d.
+    """d* from noisy-validation correct counts per grid d: the one definition,
+    :func:`noisescope.evidence.rules.choose_d` (docs/definitions.md, "d*").
 
     Rules:
-        ``"argmax"`` (docs/definitions.md, "Internal signals"): the d with the most correct predictions, ties -> smaller d.
-        ``"1se"``: the smallest d whose accuracy is within one binomial standard error,
-        sqrt(p (1 - p) / n_val), of the best; steadier when the curve has a flat top.
+        ``"1se"`` (default): the smallest d whose accuracy is within one binomial standard
+        error, sqrt(p (1 - p) / n_val), of the best p; steady on a flat top.
+        ``"argmax"``: the d with the most correct predictions, ties -> smaller d.
     """
-    counts = np.asarray(torch.as_tensor(val_correct).cpu())
-    if counts.shape != d_grid.shape:
-        raise ValueError("val_correct and d_grid must have the same length")
-    if rule == "argmax":
-        return int(d_grid[int(np.argmax(counts))])
-    if rule == "1se":
-        if not n_val:
-            raise ValueError("rule='1se' needs n_val, the number of validation samples")
-        acc = counts / n_val
-        best = acc.max()
-        se = np.sqrt(best * (1 - best) / n_val)
-        return int(d_grid[int(np.argmax(acc >= best - se))])
-    raise ValueError(f"unknown d rule {rule!r}; choose from {D_RULES}")
+    return _choose_d(torch.as_tensor(val_correct).cpu().numpy(), d_grid, n_val, rule)
 
 
 def logistic_probe_accuracy(

@@ -46,15 +46,15 @@ class SpectralTruncation:
     """Scikit-learn style spectral truncation on (N, D) features.
 
     Args:
-        d: number of principal components kept, or ``"auto"``: argmax of noisy-validation
-            accuracy over ``d_grid`` (ties -> smaller d).
+        d: number of principal components kept, or ``"auto"``: chosen on noisy-validation
+            accuracy over ``d_grid`` by ``d_rule``.
         head: ``"original"`` (project, then the trained head given as ``original_head``) or
             ``"refit"`` (ridge head on the d coordinates, fitted on observed labels).
         alpha: ridge strength of the refit head (0 = least squares).
         d_grid: candidate d values for ``d="auto"`` (default every d from 1 to D).
         original_head: the trained ``nn.Linear`` (C x D) for ``head="original"``.
-        d_rule: ``"argmax"`` (ties -> smaller d) or ``"1se"``, see
-            :func:`noisescope.spectral.linear_probe.choose_d`.
+        d_rule: ``"1se"`` (default: the smallest d within one binomial standard error of the
+            best) or ``"argmax"`` (ties -> smaller d), see :func:`noisescope.evidence.rules.choose_d`.
 
     Attributes after fitting: ``spectrum_``, ``d_``, ``readout_``, ``d_grid_``, ``val_acc_``
     (accuracy per grid d on the noisy validation set, when one was given), ``tap_``.
@@ -67,7 +67,7 @@ class SpectralTruncation:
         alpha: float = 0.0,
         d_grid: list[int] | np.ndarray | None = None,
         original_head: nn.Linear | None = None,
-        d_rule: str = "argmax",
+        d_rule: str = "1se",
     ) -> None:
         if head not in HEADS:
             raise ValueError(f"head must be one of {HEADS}, got {head!r}")
