@@ -10,11 +10,13 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from noisescope.cli.common import cell, console, fail
-from noisescope.config import Config, ConfigError, load_config
+from noisescope.config import Config, ConfigError, load_config, locate, resolve_path
+from noisescope.runlock import LockedError
 from noisescope.training.loop import EpochReport
 
 
-def execute(cfg: Config, quiet: bool = False, loggers: list[str] | None = None) -> Path:
+def execute(cfg: Config, quiet: bool = False, loggers: list[str] | None = None,
+            source: tuple[str, list[str]] | None = None) -> Path:
     """Validate, train with a progress bar, print the summary table; return the run dir.
 
     ``loggers`` (``"tensorboard"``, ``"mlflow"``) receive the same rows as the run's table."""
@@ -24,8 +26,12 @@ def execute(cfg: Config, quiet: bool = False, loggers: list[str] | None = None) 
 
     try:
         prepared = prepare(cfg)
-    except (ConfigError, FileNotFoundError) as exc:
-        fail(str(exc).splitlines()[0] if isinstance(exc, ConfigError) else str(exc))
+    except ConfigError as exc:
+        if source is not None:
+            exc = locate(exc, resolve_path(source[0]), source[1])
+        fail(str(exc).splitlines()[0])
+    except FileNotFoundError as exc:
+        fail(str(exc))
     d = prepared.data
     if getattr(d, "source", ""):
         console.print(f"source: {d.source}", highlight=False)
@@ -73,8 +79,8 @@ def execute(cfg: Config, quiet: bool = False, loggers: list[str] | None = None) 
         group = LoggerGroup(callbacks)
         try:
             path = run_experiment(cfg, on_epoch=group, prepared=prepared)
-        except ConfigError as exc:
-            fail(str(exc))
+        except (ConfigError, LockedError) as exc:
+            fail(str(exc).splitlines()[0])
         finally:
             group.close()
     print_summary(load_run(path).summary, title=str(path))
@@ -111,7 +117,7 @@ def register(app: typer.Typer) -> None:
             cfg = load_config(config, set_ or [])
         except ConfigError as exc:
             fail(str(exc))
-        path = execute(cfg, quiet=quiet, loggers=logger)
+        path = execute(cfg, quiet=quiet, loggers=logger, source=(config, set_ or []))
         _figure(path)
 
     @app.command()

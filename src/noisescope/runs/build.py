@@ -7,29 +7,17 @@ probe options) before a single file is written; :mod:`noisescope.runs.lifecycle`
 
 from __future__ import annotations
 
-import hashlib
-import json
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
-from noisescope.config import Config, ConfigError
+from noisescope.config import Config, ConfigError, config_hash
 from noisescope.data.base import NoisyDataset
 from noisescope.models import build_model
 from noisescope.models.base import TappedModel
 from noisescope.probes import Probe, make_probe
-
-
-def config_hash(cfg: Config) -> str:
-    """Stable 10-hex-digit id of a resolved config (the run's name, where none is given).
-
-    ``run.root`` and ``run.name`` are left out: they say where a run lives, not what it is.
-    """
-    d = cfg.to_dict()
-    d["run"] = {k: v for k, v in d["run"].items() if k not in ("root", "name")}
-    return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:10]
 
 
 def run_path(cfg: Config) -> Path:
@@ -52,6 +40,10 @@ def prepare_data(cfg: Config) -> NoisyDataset:
         dataset = load_dataset(cfg.data.name, seed=cfg.data.seed, **cfg.data.options)
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"data: {exc}") from None
+    available = len(dataset.y_train)
+    if cfg.data.subset > available:
+        raise ConfigError(f"data.subset = {cfg.data.subset} is more than the {available} training samples of "
+                          f"{cfg.data.name}; lower it or use 0 for all", field="data.subset")
     try:
         noisy = make_noisy_dataset(
             dataset,

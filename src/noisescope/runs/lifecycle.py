@@ -13,18 +13,13 @@ from pathlib import Path
 
 import torch
 
-from noisescope.config import Config, ConfigError
+from noisescope.config import Config, ConfigError, config_identity
 from noisescope.probes.dynamics import summarize
+from noisescope.runlock import RunLock
 from noisescope.runs.build import Prepared, checkpoint_epochs, make_probes, prepare
 from noisescope.runs.store import RunStore, environment
 from noisescope.schedule import probe_epochs
 from noisescope.training.loop import EpochReport, Trainer
-
-
-def identity(config: dict) -> dict:
-    """What a run *is*: its resolved config without ``run.root`` (where it lives), so a run
-    directory can be moved or its root spelled differently."""
-    return {**config, "run": {k: v for k, v in config.get("run", {}).items() if k != "root"}}
 
 
 def run_experiment(
@@ -34,15 +29,23 @@ def run_experiment(
 ) -> Path:
     """Train and probe as ``cfg`` says; returns the run directory.
 
-    An existing directory with the same config (:func:`identity`) is resumed; one with a
-    different config is an error (pick another ``run.name``). ``config.json`` is written last
-    when a run is created, so a directory without it is no run yet and is started afresh.
+    An existing directory with the same config (``config_identity``: everything but where the
+    run lives) is resumed; one with a different config is an error (pick another ``run.name``).
+    ``config.json`` is written last when a run is created, so a directory without it is no run
+    yet and is started afresh. One process writes a run at a time: a second one gets
+    :class:`~noisescope.runlock.LockedError` (one line naming the holder); a lock left by a
+    killed process is taken over.
     """
     p = prepared or prepare(cfg)
+    with RunLock(p.path):
+        return _run_locked(cfg, p, on_epoch)
+
+
+def _run_locked(cfg: Config, p: Prepared, on_epoch: Callable[[EpochReport], None] | None) -> Path:
     store = RunStore(p.path)
     if store.exists():
         old = store.read_json("config.json")
-        if identity(old) != identity(cfg.to_dict()):
+        if config_identity(old) != config_identity(cfg.to_dict()):
             raise ConfigError(
                 f"run.name: {p.path} already holds a run with a different config; "
                 "choose another run.name or remove that directory"

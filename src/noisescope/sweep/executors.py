@@ -11,15 +11,24 @@
 The function is expected to catch its own errors (the sweep runner records them in the run's
 ``status.json``); an executor turns infrastructure failures (a crashed worker process, a dead
 Ray node) into ``failure(task, exc)`` so the remaining tasks still go on.
+
+Local workers die with the process that started the sweep, however it dies (``kill -9``
+included), so no orphan goes on training and writing into the sweep directory: see
+:func:`die_with_parent`.
 """
 
 from __future__ import annotations
 
+import ctypes
 import multiprocessing
 import os
+import signal
+import sys
+import threading
+import time
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from typing import Any, Protocol, TypeVar
 
 T = TypeVar("T")
@@ -50,6 +59,88 @@ def thread_env(threads: int) -> Iterator[None]:
             os.environ.pop(v, None)
 
 
+PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
+WATCH_INTERVAL = 0.5  # seconds between a worker's checks that the sweep process still lives
+
+
+def set_parent_death_signal(sig: int = signal.SIGKILL) -> bool:
+    """Linux: have the kernel send ``sig`` to this process when its parent dies
+    (``prctl(PR_SET_PDEATHSIG)``). Returns False where that is not available."""
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        return libc.prctl(PR_SET_PDEATHSIG, int(sig), 0, 0, 0) == 0
+    except (OSError, AttributeError):  # pragma: no cover - no libc prctl
+        return False
+
+
+def process_alive(pid: int) -> bool:
+    """Whether ``pid`` is a running process (a zombie, dead but not yet reaped, is not)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by someone else
+        return True
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            stat = f.read()
+        return stat[stat.rindex(b")") + 2:][:1] not in (b"Z", b"X")
+    except (OSError, ValueError):  # no /proc (macOS): os.kill said it exists
+        return True
+
+
+def _release_fork_server() -> None:
+    """Close this worker's copy of the fork server's "alive" pipe.
+
+    The fork server exits when every holder of that pipe's write end has exited; the sweep
+    process holds it, and multiprocessing hands a copy to every worker too, so a fork server
+    outlives a killed sweep process for as long as its workers live, and the workers (whose
+    parent it is) live on with it. Without the copy the fork server exits as soon as the sweep
+    process dies, and the workers' parent-death signal then ends them."""
+    try:
+        from multiprocessing import forkserver
+    except ImportError:  # pragma: no cover - Windows
+        return
+    server = forkserver._forkserver
+    fd = getattr(server, "_forkserver_alive_fd", None)
+    if fd is not None and getattr(server, "_forkserver_pid", None) is None:  # inherited, not our own server
+        with suppress(OSError):
+            os.close(fd)
+        server._forkserver_alive_fd = None
+
+
+def _watch(main_pid: int, parent_pid: int, interval: float) -> None:
+    """The watchdog thread: SIGKILL this process once ``main_pid`` is gone or the parent changed."""
+    while process_alive(main_pid) and os.getppid() == parent_pid:
+        time.sleep(interval)
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+def die_with_parent(main_pid: int, interval: float = WATCH_INTERVAL) -> None:
+    """Make this worker process exit when the sweep process ``main_pid`` dies, however it dies.
+
+    Two layers, each enough on its own where it applies:
+
+    * Linux: the parent-death signal (SIGKILL when the worker's parent dies). The parent is the
+      sweep process itself (``spawn``) or the fork server, which exits when the sweep process
+      dies once the worker has released its copy of the server's alive pipe (done here).
+    * Everywhere: a daemon thread checks every ``interval`` seconds that ``main_pid`` is still
+      running and that the worker's parent is unchanged, and SIGKILLs the worker otherwise
+      (covers platforms without the signal and a death that raced with this set-up).
+
+    Called by :class:`LocalExecutor` in each worker before its first task.
+    """
+    parent = os.getppid()
+    set_parent_death_signal(signal.SIGKILL)
+    _release_fork_server()
+    if not process_alive(main_pid) or os.getppid() != parent:  # died before the signal was armed
+        os.kill(os.getpid(), signal.SIGKILL)
+    threading.Thread(target=_watch, args=(main_pid, parent, interval), name="noisescope-die-with-parent",
+                     daemon=True).start()
+
+
 class Executor(Protocol):
     def map(self, fn: Callable[[T], R], tasks: Iterable[T],
             failure: Callable[[T, BaseException], R]) -> Iterator[tuple[T, R]]:
@@ -68,6 +159,8 @@ class LocalExecutor:
     every worker the seconds of imports a spawned one pays; ``start_method="spawn"`` starts each
     worker from scratch. Either way the workers re-import the calling script, so a script using
     ``workers > 1`` needs the usual ``if __name__ == "__main__":`` guard (the CLI needs nothing).
+    The workers, and the fork server, exit when this process dies, however it dies
+    (:func:`die_with_parent`).
 
     Args:
         workers: processes (1 = run the tasks in this process, one after another).
@@ -102,7 +195,8 @@ class LocalExecutor:
             for task in tasks:
                 yield task, fn(task)
             return
-        pool = ProcessPoolExecutor(max_workers=min(self.workers, len(tasks)), mp_context=self._context())
+        pool = ProcessPoolExecutor(max_workers=min(self.workers, len(tasks)), mp_context=self._context(),
+                                   initializer=die_with_parent, initargs=(os.getpid(),))
         pending: dict[Future, T] = {}
         try:
             with thread_env(self.threads):  # the workers are spawned during these submits
