@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import tempfile
 from collections.abc import Callable
+from importlib.util import find_spec
 from pathlib import Path
 
 import pandas as pd
@@ -58,6 +59,7 @@ def _config_section(config: dict, key: str = "config") -> Section:
 def run_report_sections(path: str | Path, scratch: Path,
                         progress: Callable[[str], None] | None = None) -> tuple[str, list[str], list[Section]]:
     """(title, facts, sections) of one run's report."""
+    from noisescope.report.label_issues_section import label_issues_section
     from noisescope.report.scorecard_section import run_claims
     from noisescope.report.sections import run_sections
     from noisescope.runs.run import load_run
@@ -68,6 +70,11 @@ def run_report_sections(path: str | Path, scratch: Path,
     summary = run.summary
     claims, source = run_claims(path, run.metrics, summary, run.config)
     sections = run_sections(run.metrics, summary, scratch, _describe(run.config), progress, claims, source)
+    sections.append(label_issues_section(path, scratch))
+    if find_spec("noisescope.report.repair_section") is not None:
+        from noisescope.report.repair_section import repair_section
+
+        sections.append(repair_section(path, scratch))
     sections.append(_config_section(run.config.to_dict()))
     return title, facts, sections
 

@@ -1,0 +1,208 @@
+"""Which labels are wrong, on a stored run: `find_label_issues`, `noisescope label-issues`, the
+report section and cleaning as a repair (runs/label_issues.py, runs/clean.py)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from noisescope.cli import app
+from noisescope.config import ConfigError, from_dict
+from noisescope.data.base import NoisyDataset
+from noisescope.runs import label_issues as li
+from noisescope.runs.clean import cleaned_data, retrain_cleaned
+from noisescope.runs.label_issues import RUN_METHODS, find_label_issues, flagged_mask
+from noisescope.runs.lifecycle import run_experiment
+from noisescope.runs.run import Run, load_run
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+HAS_CLEANLAB = li.cleanlab_available()
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+    """An easy planted case: well-separated synthetic classes, 30% symmetric noise, an MLP
+    trained past early stopping, the dynamics probe (and its margins record) every epoch."""
+    root = tmp_path_factory.mktemp("runs")
+    cfg = from_dict({
+        "data": {"name": "synthetic", "val_fraction": 0.2,
+                 "options": {"n_train": 700, "n_test": 300, "dim": 20, "k_star": 4, "num_classes": 4,
+                             "signal": 3.0}},
+        "noise": {"model": "symmetric", "rate": 0.3},
+        "model": {"arch": "mlp", "options": {"widths": [32, 32]}},
+        "train": {"epochs": 8, "batch_size": 64, "lr": 3e-3, "device": "cpu"},
+        "probe": {"schedule": "every", "probes": ["dynamics"]},
+        "run": {"root": str(root), "name": "li", "checkpoint_every": 4},
+    })
+    return run_experiment(cfg)
+
+
+@pytest.fixture(scope="module")
+def result(run_dir):
+    return find_label_issues(run_dir)
+
+
+def expected_methods() -> list[str]:
+    return [m for m in RUN_METHODS if m != "cleanlab_cv" and (HAS_CLEANLAB or m != "cleanlab")]
+
+
+def test_label_issues_writes_the_ranked_table_with_every_column(run_dir, result):
+    table = pd.read_parquet(run_dir / "label_issues.parquet")
+    methods = [*expected_methods(), "consensus"]
+    for col in ["rank", "index", "observed", "predicted"] + [f"{p}_{m}" for m in methods for p in ("score", "flag")]:
+        assert col in table, col
+    n = len(load_run(run_dir).data.y_train)
+    assert len(table) == n and sorted(table["index"]) == list(range(n))
+    assert table["rank"].tolist() == list(range(1, n + 1))
+    assert table["score_consensus"].is_monotonic_decreasing  # ranked by the consensus
+    data = load_run(run_dir).data
+    assert (table["observed"].to_numpy() == data.y_train.numpy()[table["index"].to_numpy()]).all()
+    info = json.loads((run_dir / "label_issues.json").read_text())
+    assert set(info["seconds"]) == set(expected_methods())
+    assert info["noise"] == {"model": "symmetric", "synthetic": True, "mask_known": True,
+                             "realized_rate": pytest.approx(float(data.noise_mask.float().mean()))}
+    assert info["settings"]["checkpoint_epoch"] == info["settings"]["early_stop_epoch"]
+    assert {r["detector"] for r in info["evaluation"]} == set(methods)
+
+
+def test_the_best_detector_finds_the_planted_noise(result):
+    ev = result.evaluation.set_index("detector")
+    assert ev["auroc"].drop("consensus").max() > 0.8
+    assert ev.loc["disagreement", "auroc"] > 0.8 and ev.loc["aum_early", "auroc"] > 0.8
+    # estimated vs realized noise rate are both reported
+    assert ev["estimated_rate"].notna().all() and (ev["noise_rate"] == ev["noise_rate"].iloc[0]).all()
+
+
+def test_scrambled_true_labels_leave_every_score_unchanged(run_dir, result, monkeypatch):
+    data = load_run(run_dir).data
+    g = torch.Generator().manual_seed(5)
+    scrambled = NoisyDataset(**{**data.__dict__, "y_train_true": torch.randint(0, data.num_classes,
+                                                                               data.y_train.shape, generator=g),
+                                "y_val_true": torch.zeros_like(data.y_val_true)})
+    monkeypatch.setattr(Run, "data", property(lambda self: scrambled))
+    other = find_label_issues(run_dir, write=False)
+    for m, s in result.scores.items():
+        np.testing.assert_array_equal(other.scores[m], s, err_msg=m)
+        np.testing.assert_array_equal(other.flags[m], result.flags[m], err_msg=m)
+    assert not np.allclose(other.evaluation["auroc"], result.evaluation["auroc"])  # only the evaluation moves
+
+
+def test_final_checkpoint_and_method_subset(run_dir):
+    res = find_label_issues(run_dir, methods=["knn", "aum"], checkpoint="final", d=3, write=False)
+    assert res.methods == ["knn", "aum"] and res.info["settings"]["checkpoint_epoch"] == 8
+    assert res.info["d_chosen"]["knn"] == 3
+    with pytest.raises(ValueError, match="saved epochs"):
+        find_label_issues(run_dir, checkpoint=3, write=False)
+    with pytest.raises(ValueError, match="unknown method"):
+        find_label_issues(run_dir, methods=["nope"], write=False)
+    with pytest.raises(ValueError, match="cleanlab_cv"):
+        find_label_issues(run_dir, methods=["cleanlab_cv"], write=False)
+
+
+def test_cli_exits_0_and_prints_the_tables(run_dir):
+    res = CliRunner().invoke(app, ["label-issues", str(run_dir), "--top", "5", "-m", "knn,disagreement",
+                                   "--method", "aum_early"])
+    assert res.exit_code == 0, res.output
+    for word in ("top 5 suspects", "AUROC", "knn", "aum_early", "consensus", "label_issues.parquet"):
+        assert word in res.output
+    assert "truncated_distance" not in res.output
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--checkpoint", "3"], "saved epochs"),
+    (["--checkpoint", "soon"], "--checkpoint"),
+    (["--method", "bogus"], "--method"),
+    (["--cleanlab-cv", "1"], "--cleanlab-cv"),
+    (["--d", "0"], "--d"),
+])
+def test_cli_bad_input_is_one_line_and_exit_2(run_dir, args, message):
+    res = CliRunner().invoke(app, ["label-issues", str(run_dir), *args])
+    assert res.exit_code == 2 and message in res.output
+    assert len(res.output.strip().splitlines()) == 1
+
+
+def test_cli_refuses_a_directory_that_is_no_run(tmp_path):
+    res = CliRunner().invoke(app, ["label-issues", str(tmp_path)])
+    assert res.exit_code == 2 and "not a noisescope run" in res.output
+
+
+def test_without_cleanlab_its_methods_are_skipped_with_the_reason(run_dir, monkeypatch):
+    monkeypatch.setattr(li, "cleanlab_available", lambda: False)
+    res = find_label_issues(run_dir, methods=None, write=False)
+    assert "cleanlab" not in res.scores and "pip install" in res.skipped["cleanlab"]
+    with pytest.raises(ValueError, match="cleanlab is not installed"):
+        find_label_issues(run_dir, methods=["cleanlab"], write=False)
+
+
+@pytest.mark.skipif(not HAS_CLEANLAB, reason="cleanlab not installed (optional peer: pip install noisescope[cleanlab])")
+def test_cleanlab_on_early_stopped_and_cross_validated_probabilities(run_dir):
+    res = find_label_issues(run_dir, methods=["disagreement", "cleanlab"], cleanlab_cv=2, write=False)
+    assert res.methods == ["disagreement", "cleanlab", "cleanlab_cv"]
+    # self-confidence on the early-stopped probabilities is the disagreement score by definition
+    np.testing.assert_allclose(res.scores["cleanlab"], res.scores["disagreement"], atol=1e-6)
+    cv = res.info["cleanlab_cv"]
+    assert cv["folds"] == 2 and cv["epochs_per_fold"] == res.info["settings"]["early_stop_probed_epoch"]
+    assert len(cv["fit_seconds"]) == 2 and res.info["seconds"]["cleanlab_cv"] >= sum(cv["fit_seconds"])
+    assert res.evaluation.set_index("detector").loc["cleanlab_cv", "auroc"] > 0.8
+
+
+def test_cleaning_by_removal_makes_sub_runs_and_the_comparison(run_dir, result):
+    flagged = flagged_mask(run_dir, "disagreement")
+    assert flagged.sum() == result.flags["disagreement"].sum()
+    res = retrain_cleaned(run_dir, flagged, mode="remove", seeds=[0, 1], method="disagreement", epochs=3)
+    sub = run_dir / "cleaned" / "remove-disagreement-s1"
+    assert res.runs[("remove", 1)] == sub
+    assert load_run(sub).status["state"] == "complete" and load_run(sub).config.train.seed == 1
+    data = cleaned_data(sub)
+    parent = load_run(run_dir).data
+    assert len(data.y_train) == len(parent.y_train) - int(flagged.sum())
+    assert torch.equal(data.x_val, parent.x_val) and torch.equal(data.y_test, parent.y_test)
+    t = res.table
+    assert t["model"].tolist() == ["final", "early_stop", "cleaned_remove_final", "cleaned_remove_early_stop",
+                                   "cleaned_remove_final", "cleaned_remove_early_stop"]
+    assert (t["n_test"] == len(parent.y_test)).all()
+    assert ((t.test_low <= t.test_acc) & (t.test_acc <= t.test_high)).all()
+    early = t[t.model == "early_stop"].iloc[0]
+    assert early.b == 0 and early.c == 0 and early.p_value == 1.0  # McNemar against itself
+    s = res.summary.set_index("model")
+    assert s.loc["cleaned_remove_final", "n_seeds"] == 2 and s.loc["final", "note"] == "a single seed shows no spread"
+    assert (run_dir / "cleaned" / "comparison-disagreement.parquet").exists()
+    with pytest.raises(ConfigError, match="different flagged set"):
+        retrain_cleaned(run_dir, ~flagged & (np.arange(len(flagged)) % 2 == 0), seeds=[0],
+                        method="disagreement", epochs=3)
+    with pytest.raises(ValueError, match="bool mask"):
+        retrain_cleaned(run_dir, flagged.astype(int), method="x")
+
+
+def test_relabelling_uses_the_early_stopped_predictions(run_dir, result):
+    flagged = flagged_mask(run_dir, "consensus")
+    res = retrain_cleaned(run_dir, flagged, mode="relabel", seeds=[0], method="consensus", epochs=2)
+    data = cleaned_data(res.runs[("relabel", 0)])
+    table = pd.read_parquet(run_dir / "label_issues.parquet").set_index("index").sort_index()
+    pred = table["predicted"].to_numpy()
+    assert torch.equal(data.y_train[torch.from_numpy(flagged)], torch.from_numpy(pred[flagged]))
+    parent = load_run(run_dir).data
+    assert torch.equal(data.y_train[torch.from_numpy(~flagged)], parent.y_train[torch.from_numpy(~flagged)])
+
+
+def test_report_section_says_what_is_missing_then_shows_the_table(run_dir, tmp_path):
+    from noisescope.report.label_issues_section import label_issues_section, suspects_figure
+
+    sec = label_issues_section(tmp_path, tmp_path / "scratch")
+    assert "noisescope label-issues RUN" in sec.missing
+    sec = label_issues_section(run_dir, tmp_path / "scratch")
+    assert not sec.missing and "auroc" in sec.tables[0] and not sec.figures  # feature data: no thumbnails
+    g = torch.Generator().manual_seed(0)
+    imgs = NoisyDataset(torch.randint(0, 255, (12, 1, 8, 8), dtype=torch.uint8, generator=g),
+                        torch.arange(12) % 3, torch.zeros(12, dtype=torch.long), torch.zeros(0, 1, 8, 8),
+                        torch.zeros(0, dtype=torch.long), torch.zeros(0, dtype=torch.long),
+                        torch.zeros(0, 1, 8, 8), torch.zeros(0, dtype=torch.long), 3, "imgs")
+    table = pd.DataFrame({"rank": range(1, 13), "index": range(12), "observed": np.arange(12) % 3,
+                          "predicted": np.zeros(12, dtype=int)})
+    path = suspects_figure(table, imgs, tmp_path / "top.png", top=10)
+    assert path is not None and path.read_bytes()[:4] == b"\x89PNG"
