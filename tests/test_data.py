@@ -457,3 +457,18 @@ def test_safe_unpickler_reads_python3_pickles_of_the_same_dict(tmp_path, protoco
     out = safe_load_pickle(tmp_path / "b.pkl")
     assert out.keys() == d.keys() and out[b"labels"] == [1, 2, 3] and out["name"] == "x"
     np.testing.assert_array_equal(out[b"data"], d[b"data"])
+
+
+def test_the_validation_split_is_independent_of_an_exact_noise_draw_with_the_same_seed():
+    from noisescope.data.base import Dataset
+    from noisescope.data.noisy import make_noisy_dataset
+
+    n, c = 2000, 10
+    y = torch.arange(n) % c
+    x = torch.randn(n, 4)
+    ds = Dataset(x_train=x, y_train=y, x_test=x[:100], y_test=y[:100], num_classes=c, name="toy")
+    data = make_noisy_dataset(ds, noise="symmetric", rate=0.4, noise_seed=0, seed=0, val_fraction=0.2,
+                              noise_options={"exact": True})
+    val_noisy = float((data.y_val != data.y_val_true).float().mean())
+    assert abs(val_noisy - 0.4) < 0.06  # was 1.0: the split and the noise drew the same samples
+    assert abs(float(data.noise_mask.float().mean()) - 0.4) < 0.06

@@ -117,7 +117,7 @@ def stratified_split(
         empty = torch.zeros(0, dtype=torch.long)
         return empty, empty
     c = int(num_classes) if num_classes is not None else int(y.max()) + 1
-    g = torch.Generator().manual_seed(int(seed))
+    g = torch.Generator().manual_seed(stream_seed(seed, SPLIT_STREAM))
     sizes = torch.bincount(y, minlength=c)
     held_counts = apportion(sizes.double(), round(fraction * n), g)
     held = []
@@ -129,6 +129,17 @@ def stratified_split(
     is_held = torch.zeros(n, dtype=torch.bool)
     is_held[held_idx] = True
     return (~is_held).nonzero().flatten(), held_idx
+
+
+SPLIT_STREAM = 0x5EED5
+
+
+def stream_seed(seed: int, stream: int) -> int:
+    """A seed for one random stream derived from a user's seed: the held-out split and the label
+    noise both take ``seed`` values from the config, often the same number; drawn from
+    ``Generator(seed)`` alike they would pick the same samples (the flipped samples would be
+    exactly the validation samples). Mixing in a per-stream constant keeps them independent."""
+    return (int(seed) * 0x9E3779B97F4A7C15 + int(stream)) % (2**63 - 1)
 
 
 def subsample(
