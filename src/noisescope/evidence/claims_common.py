@@ -1,27 +1,6 @@
 """What every claim of the scorecard shares: :class:`Claim`, the statuses and the helpers that
 read a run's tidy metrics table (``claims_kubo`` and ``claims_tail`` hold the claims,
-``claims`` the scorecard).
-
-Every claim is a pure function ``claim_<key>(metrics, **context) -> Claim`` whose docstring
-states its rule; :func:`scorecard` runs them all. Status is one of ``"supported"``,
-``"not supported"``, ``"inconclusive"`` (measured, but the numbers cannot decide) and
-``"not measured"`` (this run lacks the rows or the setting; ``command`` says how to measure it).
-
-Shared definitions:
-
-* final epoch: the last epoch with rows of the probe the claim reads.
-* early-stopping epoch: ``early_stop_epoch`` if given, else the epoch of the best noisy
-  validation accuracy (dynamics ``val`` ``acc``), ties -> the earlier epoch.
-* sample counts n (Wilson intervals): ``n_by_subset[subset]`` if given, else the last
-  ``metric == "n"`` row of that subset; a claim whose rule needs an n it cannot find is
-  inconclusive.
-* "memorization rose" between epochs a < b: the noisy training accuracy against observed labels
-  (dynamics ``noisy_train_obs``) rose by more than the width of its Wilson interval at a (by
-  more than 0.10 when its n is unknown).
-* tap order (shallow -> deep): ``taps`` if given, else the order in which the probe's rows name
-  them. The feature tap: ``feature_tap`` if given, else the spectral tap with ``trunc_acc``
-  rows (the penultimate tap), else the deepest spectral tap.
-"""
+``claims`` the scorecard; the shared definitions are in the ``claims`` module docstring)."""
 
 from __future__ import annotations
 

@@ -101,9 +101,15 @@ def save_truncated(module: TruncatedModel, path: str | Path, meta: dict | None =
         "num_classes": int(head.linear.out_features),
         **(meta or {}),
     }
+    return save_module_files(module, path, info, META_FILE)
+
+
+def save_module_files(module: nn.Module, path: Path, info: dict, meta_file: str) -> Path:
+    """Write ``path/model.safetensors`` (the module's state_dict) and ``path/<meta_file>`` (JSON),
+    each atomically; the shared last step of every exported repair."""
     state = {k: v.detach().cpu().contiguous() for k, v in module.state_dict().items()}
     atomic_write(path / WEIGHTS_FILE, lambda p: save_file(state, str(p)))
-    atomic_write(path / META_FILE, lambda p: p.write_text(json.dumps(info, indent=2, default=_jsonable) + "\n"))
+    atomic_write(path / meta_file, lambda p: p.write_text(json.dumps(info, indent=2, default=_jsonable) + "\n"))
     return path
 
 

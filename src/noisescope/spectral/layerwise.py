@@ -35,14 +35,13 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
 import torch
 from torch import nn
 
 from noisescope.data.base import NoisyDataset
 from noisescope.evaluate import correct
-from noisescope.io import atomic_write
 from noisescope.models.base import TappedModel, _HeadInput
+from noisescope.spectral.export import save_module_files
 from noisescope.spectral.stats import FeatureStats, Spectrum
 from noisescope.taps import capture, iter_taps
 
@@ -299,27 +298,12 @@ def save_projected(module: ProjectedModel, path: str | Path, meta: dict | None =
     ``path/projected.json`` (format, the projected taps with their widths and d, and ``meta``;
     ``meta["model"] = {"arch", "input_shape", "num_classes", "options", "input_norm"}`` lets
     :func:`load_projected` rebuild the backbone by itself)."""
-    from safetensors.torch import save_file
-
     path = Path(path)
     info = {"format": FORMAT,
             "taps": {t: {"dim": int(module.projections[_key(t)].basis.shape[0]), "d": module.projections[_key(t)].d}
                      for t in module.tap_names},
             **(meta or {})}
-    state = {k: v.detach().cpu().contiguous() for k, v in module.state_dict().items()}
-    atomic_write(path / WEIGHTS_FILE, lambda p: save_file(state, str(p)))
-    atomic_write(path / META_FILE, lambda p: p.write_text(json.dumps(info, indent=2, default=_jsonable) + "\n"))
-    return path
-
-
-def _jsonable(o: object) -> object:
-    if isinstance(o, (np.integer, np.floating)):
-        return o.item()
-    if isinstance(o, (np.ndarray, torch.Tensor)):
-        return o.tolist()
-    if isinstance(o, tuple):
-        return list(o)
-    raise TypeError(f"{type(o).__name__} is not JSON serialisable")
+    return save_module_files(module, Path(path), info, META_FILE)
 
 
 def load_projected(path: str | Path, model: nn.Module | None = None) -> ProjectedModel:
