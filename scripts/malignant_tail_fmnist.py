@@ -32,7 +32,7 @@ from noisescope.config import TrainConfig
 from noisescope.data import load_dataset, normalize
 from noisescope.data.noisy import make_noisy_dataset
 from noisescope.models import build_model
-from noisescope.probes.dynamics import DynamicsProbe
+from noisescope.probes.dynamics import DynamicsProbe, early_stop_update
 from noisescope.spectral.compare import compare_truncation, summarize_seeds
 from noisescope.spectral.rank import effective_rank
 from noisescope.spectral.stats import FeatureStats
@@ -62,7 +62,7 @@ def run_one(noise: str, rate: float, seed: int, max_epochs: int, memorized: floa
     torch.manual_seed(seed)
     model = build_model("mlp", data.input_shape, data.num_classes, widths=[512, 512, 512])
     cfg = TrainConfig(optimizer="adam", lr=1e-3, batch_size=128, epochs=max_epochs, seed=seed, device="cpu")
-    state = {"best_val": -1.0, "best_epoch": 0, "best_weights": None, "er": {}, "last": 0, "acc": {}}
+    state = {"best": None, "best_epoch": 0, "best_weights": None, "er": {}, "last": 0, "acc": {}}
 
     def on_epoch(report) -> None:
         acc = {r.subset: r.value for r in report.rows if r.probe == "dynamics" and r.metric == "acc"}
@@ -71,8 +71,9 @@ def run_one(noise: str, rate: float, seed: int, max_epochs: int, memorized: floa
         print(f"[{noise} {rate:g} seed {seed}] epoch {e}: memorized {acc.get('noisy_train_obs', 0):.3f} "
               f"val {acc.get('val', 0):.3f} test {acc.get('test', 0):.3f}", file=sys.stderr, flush=True)
         state["acc"][e] = acc
-        if acc.get("val", -1) > state["best_val"]:
-            state.update(best_val=acc["val"], best_epoch=e, best_weights=copy.deepcopy(model.state_dict()))
+        best = early_stop_update(state["best"], e, acc.get("val", float("nan")))
+        if best != state["best"]:  # early stopping, the one rule (noisescope.probes.dynamics)
+            state.update(best=best, best_epoch=e, best_weights=copy.deepcopy(model.state_dict()))
         if e % er_every == 0:
             state["er"][e] = effective_ranks(model, data)
         if e > 0 and acc.get("noisy_train_obs", 0) >= memorized:
