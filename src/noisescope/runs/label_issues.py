@@ -34,14 +34,17 @@ epochs and d, seconds per detector, and, where the run's true labels are known, 
 :func:`~noisescope.detect.evaluate_scores` table: AUROC, AP, precision / recall / F1 at each
 detector's own flags and at the realized noise rate, estimated vs realized noise rate).
 The mask is read only after every score is computed.
+
+The detectors' steps are in :mod:`noisescope.runs.label_issues_scores`, ``cleanlab_cv``'s
+cross-validated training in :mod:`noisescope.runs.label_issues_cv`.
 """
 
 from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, replace
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -50,29 +53,30 @@ import numpy as np
 import pandas as pd
 import torch
 
-from noisescope.data.base import NoisyDataset
-from noisescope.detect import (
-    LabelIssueDetector,
-    MarginRecorder,
-    aum_issues,
-    aum_score,
-    cleanlab_issues,
-    cleanlab_scores,
-    cross_val_pred_probs,
-    disagreement_issues,
-    disagreement_score,
-    evaluate_scores,
-    first_fit_epoch_score,
-    first_fit_issues,
-)
+from noisescope.detect import evaluate_scores
 from noisescope.detect.evaluate import finite_scores
 from noisescope.evaluate import predict_logits
 from noisescope.io import atomic_write, write_json
-from noisescope.runs.build import prepare_model
+from noisescope.runs.label_issues_cv import fold_trainer, score_cleanlab_cv
+from noisescope.runs.label_issues_scores import (
+    Progress,
+    Scoring,
+    consensus,
+    features_and_logits,
+    margins_of,
+    resolve_checkpoint,
+    score_cleanlab,
+    score_disagreement,
+    score_dynamics,
+    score_features,
+)
 from noisescope.runs.run import Run, load_run
-from noisescope.runs.truncate import early_stop_epoch
-from noisescope.taps import iter_taps
-from noisescope.training.loop import Trainer, resolve_device
+from noisescope.training.loop import resolve_device
+
+__all__ = ["COMMAND", "DYNAMICS_METHODS", "FEATURE_METHODS", "JSON", "PARQUET", "RUN_METHODS", "SYNTHETIC_NOISE",
+           "LabelIssueResult", "Progress", "cleanlab_available", "consensus", "features_and_logits",
+           "find_label_issues", "flagged_mask", "fold_trainer", "margins_of", "read_label_issues",
+           "resolve_checkpoint", "run_seconds"]
 
 FEATURE_METHODS = ("truncated_distance", "knn", "fine", "tail_margin", "truncated_margin")
 DYNAMICS_METHODS = ("aum", "aum_early", "first_fit")
@@ -82,8 +86,6 @@ SYNTHETIC_NOISE = ("symmetric", "pairflip", "transition", "instance")
 PARQUET = "label_issues.parquet"
 JSON = "label_issues.json"
 COMMAND = "noisescope label-issues RUN"
-
-Progress = Callable[[str, int, int], None]
 
 
 @dataclass
@@ -136,99 +138,6 @@ def _check_methods(methods: Sequence[str] | str | None, cleanlab_cv: int) -> tup
     if cleanlab_cv and "cleanlab_cv" not in asked:
         asked.append("cleanlab_cv")
     return [m for m in RUN_METHODS if m in asked], True
-
-
-def resolve_checkpoint(run: Run, checkpoint: str | int) -> tuple[int, int]:
-    """(epoch of the chosen checkpoint, epoch of the saved early-stopped checkpoint)."""
-    saved = run.checkpoints()
-    if not saved:
-        raise FileNotFoundError(f"{run.path} has no checkpoints")
-    early = run.early_stop[0] if run.early_stop is not None else None
-    if early is None or early not in saved:
-        early = early_stop_epoch(run)[0]
-    if checkpoint == "early":
-        return early, early
-    if checkpoint == "final":
-        return max(saved), early
-    if isinstance(checkpoint, str):
-        if not checkpoint.strip().isdigit():
-            raise ValueError(f"checkpoint must be early, final or a saved epoch, got {checkpoint!r}")
-        checkpoint = int(checkpoint)
-    if isinstance(checkpoint, bool) or int(checkpoint) not in saved:
-        raise ValueError(f"no checkpoint for epoch {checkpoint}; saved epochs: {sorted(saved)}")
-    return int(checkpoint), early
-
-
-@torch.no_grad()
-def features_and_logits(model, x: torch.Tensor, batch_size: int, device) -> tuple[torch.Tensor, torch.Tensor]:
-    """(phi (N, D) float32, logits (N, C) float32) on the CPU, one eval-mode pass."""
-    tap = model.feature_tap
-    feats, logits = [], []
-    for _sl, z, acts in iter_taps(model, x, [tap], batch_size, device):
-        feats.append(acts[tap].flatten(1).float().cpu())
-        logits.append(z.float().cpu())
-    if not feats:
-        raise ValueError("the run's training split is empty")
-    return torch.cat(feats), torch.cat(logits)
-
-
-def margins_of(run: Run, n: int) -> MarginRecorder | None:
-    """The run's per-sample ``margins`` record as a recorder (float32), or None."""
-    frame = run.store.record("margins")
-    if frame.empty:
-        return None
-    return MarginRecorder.from_frame(frame, n, dtype=torch.float32)
-
-
-def _aum(rec: MarginRecorder, last: int | None) -> torch.Tensor:
-    ep = rec.epochs
-    keep = ep >= 1
-    if last is not None:
-        keep &= ep <= last
-    if not bool(keep.any()):
-        raise ValueError("no recorded epoch in range")
-    m, e = rec.margins[keep].to(torch.float64), ep[keep]
-    consecutive = len(e) < 2 or bool((e[1:] - e[:-1] == 1).all())
-    return aum_score(m) if consecutive else aum_score(m, e)
-
-
-def consensus(scores: dict[str, np.ndarray], flags: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
-    """Mean percentile rank over detectors (ties averaged; label-free), and flagged by at
-    least half of the detectors that flag."""
-    from scipy.stats import rankdata
-
-    n = len(next(iter(scores.values())))
-    ranks = [rankdata(finite_scores(s), method="average") / n for s in scores.values()]
-    votes = np.sum([f for f in flags.values()], axis=0) if flags else np.zeros(n)
-    return np.mean(ranks, axis=0), votes >= math.ceil(len(flags) / 2) if flags else np.zeros(n, bool)
-
-
-def fold_trainer(run: Run, epochs: int, device: torch.device, batch_size: int) -> tuple[Callable, Callable]:
-    """(make_model, train_fn) for :func:`~noisescope.detect.cross_val_pred_probs`: the run's
-    architecture (seeded with ``train.seed``), trained with :class:`Trainer` for ``epochs``
-    epochs on the other folds' observed labels only."""
-    cfg, data = run.config, run.data
-    train_cfg = replace(cfg.train, epochs=max(1, int(epochs)), device=str(device))
-
-    def make_model():
-        return prepare_model(cfg, data)
-
-    def train_fn(model, x_tr: torch.Tensor, y_tr: torch.Tensor):
-        empty = slice(0, 0)
-        fold = NoisyDataset(
-            x_train=x_tr, y_train=y_tr, y_train_true=y_tr,  # observed labels only
-            x_val=data.x_val[empty], y_val=data.y_val[empty], y_val_true=data.y_val[empty],
-            x_test=data.x_test[empty], y_test=data.y_test[empty],
-            num_classes=data.num_classes, name=data.name,
-        )
-        trained = Trainer(model, fold, train_cfg, probes=[], probe_at=[]).fit()
-
-        def predict_proba(xs: torch.Tensor) -> torch.Tensor:
-            return torch.softmax(predict_logits(trained, xs, batch_size, device).double(), 1)
-
-        return predict_proba
-
-    return make_model, train_fn
 
 
 def _clean(obj: Any) -> Any:
@@ -302,145 +211,53 @@ def find_label_issues(
         raise ValueError(f"rank_by must be 'consensus' or one of the computed methods {chosen}, got {rank_by!r}")
     run = load_run(run_path)
     dev = resolve_device(str(device))
-    skipped: dict[str, str] = {}
-
-    def skip(method: str, why: str) -> None:
-        if explicit:
-            raise ValueError(f"method {method}: {why}")
-        skipped[method] = why
+    sc = Scoring(explicit, progress)
 
     if not cleanlab_available():
         for m in ("cleanlab", "cleanlab_cv"):
             if m in chosen:
-                skip(m, "cleanlab is not installed (pip install noisescope[cleanlab])")
-    steps = ["load"] + [m for m in chosen if m not in skipped]
-    total = len(steps) + 2 + (int(cleanlab_cv) if "cleanlab_cv" in steps else 0)
-    done = [0]
+                sc.skip(m, "cleanlab is not installed (pip install noisescope[cleanlab])")
+    steps = ["load"] + [m for m in chosen if m not in sc.skipped]
+    sc.total = len(steps) + 2 + (int(cleanlab_cv) if "cleanlab_cv" in steps else 0)
 
-    def step(name: str) -> None:
-        if progress is not None:
-            progress(name, done[0], total)
-        done[0] += 1
-
-    seconds: dict[str, float] = {}
-    shared: dict[str, float] = {}
-    step("loading the run's data and checkpoints")
+    sc.step("loading the run's data and checkpoints")
     t = time.perf_counter()
     epoch, early = resolve_checkpoint(run, checkpoint)
     data = run.data
     x, y = data.x_train, data.y_train  # observed labels; the true ones are never read here
     n, c = len(y), data.num_classes
-    shared["load"] = time.perf_counter() - t
+    sc.shared["load"] = time.perf_counter() - t
     early_stop_any = run.early_stop[0] if run.early_stop is not None else early
 
-    scores: dict[str, np.ndarray] = {}
-    flags: dict[str, np.ndarray] = {}
-    d_chosen: dict[str, int | None] = {}
-    needs: dict[str, list[str]] = {}
-
-    step(f"early-stopped model (epoch {early}): logits")
+    sc.step(f"early-stopped model (epoch {early}): logits")
     t = time.perf_counter()
     early_model = run.model(early).to(dev)
     early_logits = predict_logits(early_model, x, batch_size, dev)
     predicted = early_logits.argmax(1).numpy()
-    shared["early_logits"] = time.perf_counter() - t
+    sc.shared["early_logits"] = time.perf_counter() - t
 
-    feats_needed = [m for m in FEATURE_METHODS if m in chosen and m not in skipped]
-    step(f"features at epoch {epoch}" if feats_needed else "features: not needed")
+    feats_needed = [m for m in FEATURE_METHODS if m in chosen and m not in sc.skipped]
+    sc.step(f"features at epoch {epoch}" if feats_needed else "features: not needed")
     if feats_needed:
-        t = time.perf_counter()
-        model = early_model if epoch == early else run.model(epoch).to(dev)
-        f_train, _ = features_and_logits(model, x, batch_size, dev)
-        f_val = features_and_logits(model, data.x_val, batch_size, dev)[0] if len(data.y_val) else None
-        head = (model.head.weight.detach().cpu(), None if model.head.bias is None else model.head.bias.detach().cpu())
-        shared["features"] = time.perf_counter() - t
-    for m in feats_needed:
-        step(m)
-        det = LabelIssueDetector(m, d=d, k=k, num_classes=c, seed=seed)
-        t = time.perf_counter()
-        det.fit(f_train, y, head=head if m in ("tail_margin", "truncated_margin") else None,
-                X_val=f_val if d == "auto" and f_val is not None else None,
-                y_val=data.y_val if d == "auto" and f_val is not None else None)
-        seconds[m] = time.perf_counter() - t
-        scores[m], flags[m] = det.score_samples().numpy(), det.find_issues().numpy()
-        d_chosen[m] = None if det.d_ is None else int(det.d_)
-        needs[m] = ["load", "features"]
+        def load_model():
+            return early_model if epoch == early else run.model(epoch).to(dev)
 
+        score_features(sc, feats_needed, load_model, data, d=d, k=k, seed=seed, batch_size=batch_size, device=dev)
     if "disagreement" in chosen:
-        step("disagreement")
-        t = time.perf_counter()
-        scores["disagreement"] = disagreement_score(early_logits, y, kind="logits").numpy()
-        flags["disagreement"] = disagreement_issues(early_logits, y).numpy()
-        seconds["disagreement"] = time.perf_counter() - t
-        needs["disagreement"] = ["load", "early_logits"]
-
+        score_disagreement(sc, early_logits, y)
     dyn = [m for m in DYNAMICS_METHODS if m in chosen]
-    rec = None
-    if dyn:
-        t = time.perf_counter()
-        rec = margins_of(run, n)
-        shared["margins_record"] = time.perf_counter() - t
-        if rec is None:
-            for m in dyn:
-                skip(m, "the run has no margins record (records/margins: the dynamics probe writes it)")
-    for m in dyn:
-        if m in skipped:
-            continue
-        step(m)
-        t = time.perf_counter()
-        try:
-            if m == "aum":
-                s = _aum(rec, None)
-                fl = aum_issues(s)
-            elif m == "aum_early":
-                s = _aum(rec, early_stop_any)
-                fl = aum_issues(s)
-            else:
-                s = first_fit_epoch_score(rec)
-                fl = first_fit_issues(s, early_stop_any)
-        except ValueError as exc:
-            skip(m, f"{exc} (recorded epochs {rec.epochs.tolist()}, early stopping {early_stop_any})")
-            continue
-        if bool(torch.isnan(s).any()):
-            skip(m, "some samples have no recorded margin")
-            continue
-        seconds[m] = time.perf_counter() - t
-        scores[m], flags[m] = s.numpy(), fl.numpy()
-        needs[m] = ["load", "margins_record"]
-
+    rec = score_dynamics(sc, dyn, run, n, early_stop_any) if dyn else None
     cl_note = None
-    if "cleanlab" in chosen and "cleanlab" not in skipped:
-        step("cleanlab (early-stopped probabilities)")
-        t = time.perf_counter()
-        probs = torch.softmax(early_logits.double(), 1)
-        scores["cleanlab"] = cleanlab_scores(y, probs).numpy()
-        flags["cleanlab"] = cleanlab_issues(y, probs).numpy()
-        seconds["cleanlab"] = time.perf_counter() - t
-        needs["cleanlab"] = ["load", "early_logits"]
+    if "cleanlab" in chosen and "cleanlab" not in sc.skipped:
+        score_cleanlab(sc, early_logits, y)
     cv_info: dict[str, Any] = {}
-    if "cleanlab_cv" in chosen and "cleanlab_cv" not in skipped:
-        folds = int(cleanlab_cv)
+    if "cleanlab_cv" in chosen and "cleanlab_cv" not in sc.skipped:
         cv_epochs = max(1, int(early_stop_any))
-        make_model, train_fn = fold_trainer(run, cv_epochs, dev, batch_size)
-        counter = [0]
-
-        def timed_train(model, x_tr, y_tr):
-            counter[0] += 1
-            step(f"cleanlab CV: training fold {counter[0]}/{folds} ({cv_epochs} epochs)")
-            return train_fn(model, x_tr, y_tr)
-
-        step(f"cleanlab_cv ({folds} folds)")
-        t = time.perf_counter()
-        cv = cross_val_pred_probs(make_model, timed_train, x, y, k=folds, seed=seed, num_classes=c)
-        t_cl = time.perf_counter()
-        scores["cleanlab_cv"] = cleanlab_scores(y, cv.pred_probs).numpy()
-        flags["cleanlab_cv"] = cleanlab_issues(y, cv.pred_probs).numpy()
-        seconds["cleanlab_cv"] = time.perf_counter() - t
-        needs["cleanlab_cv"] = ["load"]
-        cv_info = {"folds": folds, "epochs_per_fold": cv_epochs, "fit_seconds": cv.fit_seconds.tolist(),
-                   "predict_seconds": cv.predict_seconds.tolist(), "cleanlab_seconds": time.perf_counter() - t_cl}
+        cv_info = score_cleanlab_cv(sc, run, x, y, c, int(cleanlab_cv), cv_epochs, dev, batch_size, seed)
         cl_note = "cleanlab_cv trains the run's architecture on K-1 folds per fold, for the early-stopping epochs"
 
+    scores, flags, seconds, shared, skipped = sc.scores, sc.flags, sc.seconds, sc.shared, sc.skipped
+    needs, d_chosen = sc.needs, sc.d_chosen
     if not scores:
         raise ValueError(f"no detector could be computed on {run.path}: {skipped}")
     cons_s, cons_f = consensus(scores, flags)
@@ -489,7 +306,7 @@ def find_label_issues(
         atomic_write(run.path / PARQUET, lambda p: table.to_parquet(p, index=False))
         write_json(run.path / JSON, info)
     if progress is not None:
-        progress("done", total, total)
+        progress("done", sc.total, sc.total)
     return LabelIssueResult(table, all_scores, all_flags, evaluation, info, run.path, skipped)
 
 
