@@ -70,7 +70,7 @@ def running(pids: set[int]) -> set[int]:
     return {pid for pid in pids if (st := _stat(pid)) is not None and st[1] not in "ZX"}
 
 
-@pytest.mark.parametrize("start_method", ["forkserver", "spawn"])
+@pytest.mark.parametrize("start_method", ["forkserver", pytest.param("spawn", marks=pytest.mark.slow)])
 def test_killing_the_sweep_process_takes_its_workers_and_fork_server_with_it(tmp_path, start_method):
     if start_method not in multiprocessing.get_all_start_methods():
         pytest.skip(f"no {start_method} here")
