@@ -37,7 +37,7 @@ RAW = {
     "probe": {"schedule": "every_k", "every": 10, "probes": ["dynamics"]},
     # 8 runs: 4 noise rates x 2 seeds
     "grid": {"noise": {"rate": [0.0, 0.2, 0.4, 0.6]}, "train": {"seed": [0, 1]}},
-    "sweep": {"threads_per_run": 1},
+    "sweep": {"threads_per_run": 1, "pack": False},  # executor efficiency: every run its own task
 }
 
 

@@ -28,9 +28,11 @@ BASE = {
 
 
 def tiny_raw(tmp_path, grid=None, **sweep) -> dict:
+    """The tests here are about unpacked runs (their kill hooks wrap run_experiment): packing
+    off unless asked for; packed sweeps are tested in test_packed_runs.py."""
     raw = copy.deepcopy(BASE)
     raw["grid"] = grid if grid is not None else {"noise": {"rate": [0.1, 0.3]}, "train": {"seed": [0, 1]}}
-    raw["sweep"] = {"root": str(tmp_path), "name": "s", **sweep}
+    raw["sweep"] = {"root": str(tmp_path), "name": "s", "pack": False, **sweep}
     return raw
 
 

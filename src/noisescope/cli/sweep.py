@@ -12,6 +12,7 @@ from rich.table import Table
 
 from noisescope.cli.common import cell, console, fail
 from noisescope.config import ConfigError
+from noisescope.runlock import LockedError
 
 HEADLINE = [("final_test_acc", "final test"), ("early_stop_test_acc", "early-stop test"),
             ("final_noisy_train_obs_acc", "memorized"), ("double_descent", "double descent")]
@@ -99,8 +100,10 @@ def register(app: typer.Typer) -> None:
             except KeyboardInterrupt:
                 console.print(f"[yellow]interrupted[/]: run the same command again to resume {path}")
                 raise typer.Exit(130) from None
-            except ResourceError as exc:
-                fail(str(exc))
+            except (ResourceError, LockedError) as exc:
+                fail(str(exc).splitlines()[0])
+        for line in result.packing:
+            console.print(line, highlight=False)
         console.print(runs_table(sweep_table(path), spec.keys, title=str(path)))
         failed = result.ids("failed")
         if failed:

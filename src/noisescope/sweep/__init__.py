@@ -3,7 +3,8 @@
 * :mod:`~noisescope.sweep.grid` -- the ``[grid]`` / ``[[zip]]`` / ``[sweep]`` tables and their
   expansion into runs with stable ids (the config hash).
 * :mod:`~noisescope.sweep.executors` -- local (sequential or N spawned processes) and Ray.
-* :mod:`~noisescope.sweep.runner` -- the resumable sweep directory and failure capture.
+* :mod:`~noisescope.sweep.runner` -- the resumable sweep directory, failure capture, and
+  packing (runs differing only in seeds, lr or weight decay train as one packed model).
 * :mod:`~noisescope.sweep.results` -- ``load_sweep`` (all metrics in one DataFrame) and the
   per-run summary table.
 
@@ -20,24 +21,38 @@ from __future__ import annotations
 from noisescope.sweep.executors import LocalExecutor, RayExecutor, make_executor
 from noisescope.sweep.grid import Axis, GridPoint, SweepSettings, SweepSpec, load_sweep_spec, sweep_from_dict
 from noisescope.sweep.results import find_sweeps, load_sweep, sweep_params, sweep_table
-from noisescope.sweep.runner import RunOutcome, RunTask, SweepResult, execute_task, is_sweep, read_manifest, run_sweep
+from noisescope.sweep.runner import (
+    PackTask,
+    RunOutcome,
+    RunTask,
+    SweepResult,
+    execute_pack,
+    execute_task,
+    is_sweep,
+    plan_packs,
+    read_manifest,
+    run_sweep,
+)
 
 __all__ = [
     "Axis",
     "GridPoint",
     "LocalExecutor",
+    "PackTask",
     "RayExecutor",
     "RunOutcome",
     "RunTask",
     "SweepResult",
     "SweepSettings",
     "SweepSpec",
+    "execute_pack",
     "execute_task",
     "find_sweeps",
     "is_sweep",
     "load_sweep",
     "load_sweep_spec",
     "make_executor",
+    "plan_packs",
     "read_manifest",
     "run_sweep",
     "sweep_from_dict",

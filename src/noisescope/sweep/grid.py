@@ -20,6 +20,8 @@ A sweep file is an ordinary config file (the base run) plus up to three extra ta
     root = "sweeps"
     executor = "local"      # or "ray"
     workers = 1
+    pack = true             # train runs that differ only in seeds, lr or weight decay as one
+                            # packed model (noisescope.runs.packed_runs); false: one by one
 
 The rule is unambiguous: only values under ``[grid]`` and ``[[zip]]`` are axes, so fields that
 are lists themselves (``probe.probes``, ``run.checkpoint_epochs``, ``model.options.widths``)
@@ -67,6 +69,10 @@ class SweepSettings:
         gpus_per_run: GPUs per run; a fraction (e.g. 0.25) packs several runs onto one GPU.
         threads_per_run: torch intra-op threads in each run (0 = torch's default).
         retry_failed: rerun runs recorded as failed (they resume from their last checkpoint).
+        pack: train the pending runs that differ only in ``train.seed``, ``noise.seed``,
+            ``train.lr``, ``train.weight_decay`` (or lr schedule) as one packed model each
+            (:func:`noisescope.runs.packed_runs.run_packed`: one executor task per pack, the
+            same run directories); False runs every point on its own.
     """
 
     name: str = ""
@@ -78,6 +84,7 @@ class SweepSettings:
     gpus_per_run: float = 0.0
     threads_per_run: int = 1
     retry_failed: bool = True
+    pack: bool = True
 
     def validate(self) -> None:
         if self.executor not in EXECUTORS:

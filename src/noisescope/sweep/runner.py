@@ -4,7 +4,9 @@ Layout::
 
     SWEEP/
       sweep.json        manifest: name, axes, base config, settings, the runs (id + swept
-                        values) and a log of invocations (executor, start, end, counts)
+                        values), how the latest invocation packed its pending runs
+                        (``packing``) and a log of invocations (executor, start, end, counts,
+                        packing)
       runs/<id>/        an ordinary run directory (see noisescope/store.py); <id> is the
                         config hash, so an unchanged grid point always maps to the same run
 
@@ -13,6 +15,16 @@ again skips every run that is ``complete``; resumes ``running`` (killed) and ``i
 (Ctrl-C) ones from their last checkpoint; reruns ``failed`` ones, also from their last
 checkpoint, unless ``retry_failed`` is off; and starts the rest. A run that raises is recorded as ``failed`` with
 its error and traceback, and the other runs go on.
+
+Packing (``[sweep] pack = true``, the default): the pending runs are grouped by
+:func:`~noisescope.runs.packed_runs.pack_key` (everything but ``train.seed``, ``noise.seed``,
+``train.lr``, ``train.weight_decay`` and the lr schedule equal); every group of two or more
+trains as one packed model (:func:`~noisescope.runs.packed_runs.run_packed`), one executor
+task per pack, into the same run directories; the rest run on their own. What was done is
+one line per pack or lone run (``packed 4 runs: ...`` / ``run separately: ... (reason)``), in
+:attr:`SweepResult.packing` and in the manifest's invocation log. A run that diverged in a
+pack (failed with "non-finite loss") is retried as a pack of one, so the failure is detected
+again instead of training on with NaN weights.
 """
 
 from __future__ import annotations
@@ -26,9 +38,11 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from noisescope.config import ConfigError, from_dict
+from noisescope.config import Config, ConfigError, from_dict
 from noisescope.io import read_json, write_json
+from noisescope.runlock import RunLock
 from noisescope.runs.lifecycle import run_experiment
+from noisescope.runs.packed_runs import pack_key, pack_reason, run_packed, varying_fields
 from noisescope.runs.store import RunStore
 from noisescope.sweep.executors import LocalExecutor, RayExecutor, make_executor
 from noisescope.sweep.grid import SweepSettings, SweepSpec
@@ -108,6 +122,147 @@ def execute_task(task: RunTask) -> RunOutcome:
         torch.set_num_threads(old_threads)
 
 
+@dataclass(frozen=True)
+class PackTask:
+    """Runs of a sweep trained as one pack (:func:`execute_pack`); plain data, like RunTask."""
+
+    tasks: tuple[RunTask, ...]
+
+    @property
+    def id(self) -> str:
+        return "+".join(t.id for t in self.tasks)
+
+    @property
+    def threads(self) -> int:
+        return self.tasks[0].threads
+
+
+DIVERGED = "non-finite loss"  # the start of a diverged pack member's error (runs.packed_runs)
+
+
+def execute_pack(pack: PackTask) -> list[RunOutcome]:
+    """Run (or resume) the runs of ``pack`` as one packed model; one outcome per run, in
+    order, each with the pack's time. Never raises on failing runs (only on Ctrl-C): a member
+    that diverged is failed by :func:`~noisescope.runs.packed_runs.run_packed`; an error of
+    the whole pack fails every member that is not complete, with its error and traceback."""
+    import torch
+
+    t0 = time.perf_counter()
+    old_threads = torch.get_num_threads()
+    if pack.threads:
+        torch.set_num_threads(pack.threads)
+    stores = [RunStore(t.path) for t in pack.tasks]
+
+    def unfinished() -> list[RunStore]:
+        out = []
+        for store in stores:
+            st = store.status()
+            if st.get("state") != "complete" and not str(st.get("error", "")).startswith(DIVERGED):
+                out.append(store)
+        return out
+
+    try:
+        cfgs = [from_dict(t.config) for t in pack.tasks]
+        hooks: list[Any] = [None] * len(cfgs)
+        try:
+            if any(t.loggers for t in pack.tasks):
+                from noisescope.runs.loggers import make_loggers
+
+                hooks = [make_loggers(t.loggers, t.path, c) if t.loggers else None
+                         for t, c in zip(pack.tasks, cfgs, strict=True)]
+            run_packed(cfgs, on_epoch=hooks)
+        finally:
+            for hook in hooks:
+                if hook is not None:
+                    hook.close()
+        seconds = time.perf_counter() - t0
+        outcomes = []
+        for t, store in zip(pack.tasks, stores, strict=True):
+            st = store.status()
+            if st.get("state") == "complete":
+                outcomes.append(RunOutcome(t.id, "complete", seconds))
+            else:
+                outcomes.append(RunOutcome(t.id, "failed", seconds, str(st.get("error", "")),
+                                           str(st.get("traceback", ""))))
+        return outcomes
+    except KeyboardInterrupt:
+        for store in unfinished():
+            if store.path.exists():
+                store.set_status("interrupted", store.status().get("epoch", -1))
+        raise
+    except Exception as exc:
+        tb = traceback.format_exc()
+        error = f"{type(exc).__name__}: {exc}"
+        failing = {s.path for s in unfinished()}
+        outcomes = []
+        for t, store in zip(pack.tasks, stores, strict=True):
+            if store.path in failing:
+                store.set_status("failed", store.status().get("epoch", -1), error=error, traceback=tb)
+                outcomes.append(RunOutcome(t.id, "failed", time.perf_counter() - t0, error, tb))
+            else:
+                st = store.status()
+                state = "complete" if st.get("state") == "complete" else "failed"
+                outcomes.append(RunOutcome(t.id, state, time.perf_counter() - t0, str(st.get("error", ""))))
+        return outcomes
+    finally:
+        torch.set_num_threads(old_threads)
+
+
+def execute_item(item: RunTask | PackTask) -> list[RunOutcome]:
+    """One executor task: a lone run or a pack; its runs' outcomes."""
+    return execute_pack(item) if isinstance(item, PackTask) else [execute_task(item)]
+
+
+def item_failure(item: RunTask | PackTask, exc: BaseException) -> list[RunOutcome]:
+    """The worker running ``item`` died: every run in it that is not complete is recorded as
+    failed."""
+    if not isinstance(item, PackTask):
+        return [infrastructure_failure(item, exc)]
+    return [RunOutcome(t.id, "complete") if RunStore(t.path).status().get("state") == "complete"
+            else infrastructure_failure(t, exc) for t in item.tasks]
+
+
+def plan_packs(tasks: list[RunTask], pack: bool = True) -> tuple[list[RunTask | PackTask], list[str]]:
+    """Group pending runs into packs (see the module docstring); returns the executor's
+    tasks (a pack where its first run stands in ``tasks``) and one line per task saying
+    what was done and why."""
+    if not pack:
+        return list(tasks), ([f"run separately: {len(tasks)} run(s) (sweep.pack = false)"] if tasks else [])
+    groups: dict[str, list[tuple[RunTask, Config | None]]] = {}
+    for t in tasks:
+        try:
+            cfg: Config | None = from_dict(t.config)
+        except ConfigError:
+            cfg = None
+        key = json.dumps(pack_key(cfg), sort_keys=True, default=str) if cfg is not None else f"invalid {t.id}"
+        groups.setdefault(key, []).append((t, cfg))
+    items: list[RunTask | PackTask] = []
+    lines: list[str] = []
+    for group in groups.values():
+        ts = [t for t, _ in group]
+        cfgs = [c for _, c in group if c is not None]
+        if len(group) == 1:
+            t = ts[0]
+            status = RunStore(t.path).status()
+            if cfgs and status.get("state") == "failed" and str(status.get("error", "")).startswith(DIVERGED):
+                items.append(PackTask((t,)))
+                lines.append(f"packed 1 run: {t.id} (retrying a run that diverged in a pack: {status['error']})")
+            else:
+                items.append(t)
+                lines.append(f"run separately: {t.id} (no other pending run differs from it only in "
+                             "train.seed, noise.seed, train.lr, train.weight_decay or the lr schedule)")
+            continue
+        reason = pack_reason(cfgs) if len(cfgs) == len(group) else "invalid config"
+        if reason:
+            items.extend(ts)
+            lines.append(f"run separately: {' '.join(t.id for t in ts)} ({reason})")
+            continue
+        items.append(PackTask(tuple(ts)))
+        lines.append(f"packed {len(ts)} runs: {' '.join(t.id for t in ts)} "
+                     f"(differing in {', '.join(varying_fields(cfgs)) or 'nothing'})")
+    return items, lines
+
+
 def infrastructure_failure(task: RunTask, exc: BaseException) -> RunOutcome:
     """A worker died before the run could record its own failure: record it here."""
     error = f"{type(exc).__name__}: {exc} (the worker running this run failed)"
@@ -146,10 +301,12 @@ def _adopt_moved_run(task: RunTask) -> None:
 
 @dataclass
 class SweepResult:
-    """What :func:`run_sweep` did: outcomes per run id, in completion order."""
+    """What :func:`run_sweep` did: outcomes per run id, in completion order, and how the
+    pending runs were packed (one line per pack or lone run, see :func:`plan_packs`)."""
 
     path: Path
     outcomes: dict[str, RunOutcome] = field(default_factory=dict)
+    packing: list[str] = field(default_factory=list)
 
     def ids(self, state: str) -> list[str]:
         return [i for i, o in self.outcomes.items() if o.state == state]
@@ -159,8 +316,10 @@ class SweepResult:
         return [i for i, o in self.outcomes.items() if o.state != "skipped"]
 
 
-def write_manifest(spec: SweepSpec, sweep_dir: Path, invocation: dict[str, Any] | None = None) -> dict:
-    """Create or update ``sweep.json`` (the plan of the latest invocation, plus a log)."""
+def write_manifest(spec: SweepSpec, sweep_dir: Path, invocation: dict[str, Any] | None = None,
+                   packing: list[str] | None = None) -> dict:
+    """Create or update ``sweep.json`` (the plan of the latest invocation, plus a log);
+    ``packing``: how the latest invocation packs its pending runs (see :func:`plan_packs`)."""
     path = sweep_dir / MANIFEST
     old = read_json(path) if path.exists() else {}
     now = datetime.now(timezone.utc).isoformat(timespec="seconds")
@@ -173,6 +332,7 @@ def write_manifest(spec: SweepSpec, sweep_dir: Path, invocation: dict[str, Any] 
         "settings": spec.settings.__dict__,
         "base": spec.base,
         "runs": [{"id": p.id, "params": p.params} for p in spec.points],
+        "packing": old.get("packing", []) if packing is None else packing,
         "invocations": old.get("invocations", []),
     }
     if invocation is not None:
@@ -205,12 +365,21 @@ def run_sweep(
         on_result: called with each :class:`RunOutcome` as it arrives (skipped runs too).
         loggers: metric loggers attached to each run (see noisescope/loggers.py).
 
-    Returns the outcomes; failed runs do not raise. Interrupting (Ctrl-C) leaves the sweep
-    resumable: start it again.
+    Returns the outcomes and how the pending runs were packed (``settings.pack``, see the
+    module docstring); failed runs do not raise. Interrupting (Ctrl-C) leaves the sweep
+    resumable: start it again. A second process on the same sweep gets
+    :class:`~noisescope.runlock.LockedError` (each run also holds its own lock while it trains).
     """
+    sweep_dir = Path(sweep_dir) if sweep_dir is not None else spec.directory
+    with RunLock(sweep_dir, label=f"sweep {spec.settings.name}"):
+        return _run_sweep_locked(spec, executor, sweep_dir, on_result, loggers)
+
+
+def _run_sweep_locked(spec: SweepSpec, executor: LocalExecutor | RayExecutor | None, sweep_dir: Path,
+                      on_result: Callable[[RunOutcome], None] | None, loggers: tuple[str, ...]) -> SweepResult:
+    """:func:`run_sweep` while holding the sweep's lock (one process runs a sweep at a time)."""
     s = spec.settings
     executor = executor or executor_for(s)
-    sweep_dir = Path(sweep_dir) if sweep_dir is not None else spec.directory
     sweep_dir.mkdir(parents=True, exist_ok=True)
     write_manifest(spec, sweep_dir)
     result = SweepResult(sweep_dir)
@@ -225,16 +394,19 @@ def run_sweep(
             continue
         _adopt_moved_run(task)
         todo.append(task)
+    items, result.packing = plan_packs(todo, s.pack)
+    write_manifest(spec, sweep_dir, packing=result.packing)
     started = datetime.now(timezone.utc).isoformat(timespec="seconds")
     t0 = time.perf_counter()
-    for _task, outcome in executor.map(execute_task, todo, infrastructure_failure):
-        result.outcomes[outcome.id] = outcome
-        if on_result:
-            on_result(outcome)
+    for _item, outcomes in executor.map(execute_item, items, item_failure):
+        for outcome in outcomes:
+            result.outcomes[outcome.id] = outcome
+            if on_result:
+                on_result(outcome)
     write_manifest(spec, sweep_dir, {
         **executor.describe(), "started": started, "seconds": round(time.perf_counter() - t0, 3),
         "executed": len(result.executed), "failed": len(result.ids("failed")),
-        "skipped": len(result.ids("skipped")),
+        "skipped": len(result.ids("skipped")), "packing": result.packing,
     })
     return result
 
