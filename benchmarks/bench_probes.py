@@ -84,7 +84,13 @@ def main() -> None:
         for p in probes:
             run_probes([p], model, data, ProbeContext(epoch=1, batch_size=bs))
 
-    t = timed_interleaved({"plain": plain, "shared": shared, "one_at_a_time": one_at_a_time}, rounds)
+    def only(chosen: list) -> object:
+        return lambda: run_probes(chosen, model, data, ProbeContext(epoch=1, batch_size=bs))
+
+    t = timed_interleaved({"plain": plain, "shared": shared, "one_at_a_time": one_at_a_time,
+                           "dynamics+signals": only(probes[:1] + probes[2:]), "spectral": only(probes[1:2]),
+                           "spectral, feature tap": only([make_probe("spectral", d_max=512, taps="feature")])},
+                          rounds)
     print(f"torch threads: {torch.get_num_threads()}; {n_train} train / {n_val} val / {n_test} test, "
           f"MLP 3x512, best of {rounds} interleaved rounds")
     print(f"plain eval pass over the three splits   {t['plain']:.3f} s   (baseline)")
@@ -93,6 +99,8 @@ def main() -> None:
     print(f"the three probes one at a time           {t['one_at_a_time']:.3f} s   "
           f"{t['one_at_a_time'] / t['plain']:.2f}x")
     print(f"shared pass vs one at a time: {t['one_at_a_time'] / t['shared']:.2f}x faster")
+    for name in ("dynamics+signals", "spectral", "spectral, feature tap"):
+        print(f"  {name:38s} {t[name]:.3f} s   {t[name] / t['plain']:.2f}x")
 
 
 if __name__ == "__main__":
