@@ -42,3 +42,23 @@ def test_a_second_writer_on_a_run_directory_is_refused_with_one_line_and_nothing
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
     assert (run_dir / "config.json").exists() and not (run_dir / ".lock").exists()
+
+
+def test_a_run_directory_moved_to_another_root_is_the_same_run(tmp_path: Path):
+    import shutil
+
+    from noisescope.config import load_config
+    from noisescope.runs.lifecycle import run_experiment
+    from noisescope.runs.run import load_run
+
+    overrides = ["data.options={n=200, dim=10, k_star=2, num_classes=2}", "model.options={widths=[16]}",
+                 "train.epochs=1", "run.name=moved"]
+    first = run_experiment(load_config(None, [*overrides, f"run.root={tmp_path / 'a'}"]))
+    before = load_run(first).metrics
+    (tmp_path / "b").mkdir()
+    shutil.move(str(first), str(tmp_path / "b" / "moved"))
+    # the same config except where it lives: recognised as this run (complete), not refused
+    path = run_experiment(load_config(None, [*overrides, f"run.root={tmp_path / 'b'}"]))
+    assert path == tmp_path / "b" / "moved"
+    assert load_run(path).status["state"] == "complete"
+    assert load_run(path).metrics.equals(before)
