@@ -395,7 +395,7 @@ def _intish(v) -> str:
 
 def _commands_text() -> list[str]:
     return ["## Commands", "", "```bash",
-            "cd /work/main",
+            "cd noisescope   # the repository root",
             "OMP_NUM_THREADS=1 nice .venv/bin/python scripts/label_issues_table.py --grid reduced --threads 1 --cv 5",
             "OMP_NUM_THREADS=1 nice .venv/bin/python scripts/label_issues_table.py --clean "
             "--clean-setting synthetic:symmetric:0.4 --clean-seeds 0,1,2 --clean-method aum_early",
