@@ -351,7 +351,7 @@ def _setup_text(runs) -> list[str]:
         "presets' 40-50 (early stopping happens by epoch ~10, and that is what the detectors read; `aum` and "
         "`first_fit` see only these epochs of memorization); MLP 2x256 and n = 3000 for synthetic; "
         "Fashion-MNIST at 3 seeds only in the headline setting (40% symmetric); its five other settings at "
-        "seed 0 only (one seed: no spread). Full grid: `--grid full`.",
+        "seed 0 only (one seed: no spread) unless `--grid full` ran them. Full grid: `--grid full`.",
         "* Timings are wall seconds on a machine shared with other jobs whose load changed during the grid "
         "(the first Fashion-MNIST run trained in 233 s, the next ones in 40-80 s), so ratios are rough; "
         "each detector and its training run were timed in the same process within minutes of each other.",
