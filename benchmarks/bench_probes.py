@@ -21,9 +21,9 @@ Usage: .venv/bin/python benchmarks/bench_probes.py [--quick] [--threads 1]
 from __future__ import annotations
 
 import argparse
-import time
 
 import torch
+from bench_signals import timed_interleaved  # one timing protocol for the probe benchmarks
 
 from noisescope.data.base import NoisyDataset
 from noisescope.evaluate import predict_logits
@@ -42,19 +42,6 @@ def make_data(n_train: int, n_val: int, n_test: int, classes: int = 10, seed: in
     yt = torch.randint(0, classes, (n_test,), generator=g)
     tr, va = slice(0, n_train), slice(n_train, None)
     return NoisyDataset(x[tr], y_obs[tr], y_true[tr], x[va], y_obs[va], y_true[va], xt, yt, classes, "bench")
-
-
-def timed_interleaved(fns: dict, rounds: int) -> dict[str, float]:
-    """Best time of each callable over ``rounds`` rounds run back to back (after a warm-up
-    round), so a change in machine load hits all alike."""
-    best = {name: float("inf") for name in fns}
-    for r in range(rounds + 1):
-        for name, fn in fns.items():
-            t0 = time.perf_counter()
-            fn()
-            if r > 0:
-                best[name] = min(best[name], time.perf_counter() - t0)
-    return best
 
 
 def main() -> None:

@@ -87,12 +87,25 @@ def execute(cfg: Config, quiet: bool = False, loggers: list[str] | None = None,
     return path
 
 
+def _sample_count(s: dict, key: str) -> int | None:
+    """n behind a summary accuracy: ``n_<subset>`` for ``final_<subset>_acc``, the test set's
+    for the early-stopping and best test accuracies."""
+    subset = key.removeprefix("final_").removesuffix("_acc") if key.startswith("final_") else "test"
+    n = s.get(f"n_{subset}")
+    return int(n) if n else None
+
+
 def print_summary(s: dict, title: str = "") -> None:
+    """The run's headline numbers; every accuracy with its 95% Wilson interval and n."""
+    from noisescope.evidence.intervals import Accuracy
+
     table = Table(title=title or "summary", show_header=True)
     table.add_column("metric")
     table.add_column("value", justify="right")
     for key, value in s.items():
-        if key == "double_descent":
+        if key.endswith("_acc") and isinstance(value, float) and value == value and _sample_count(s, key):
+            value = str(Accuracy.from_value(value, _sample_count(s, key)))
+        elif key == "double_descent":
             value = (
                 "none detected" if not value else
                 f"min@{value['first_min_epoch']} peak@{value['peak_epoch']} "

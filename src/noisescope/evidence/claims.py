@@ -25,12 +25,10 @@ from __future__ import annotations
 
 import inspect
 import json
-import math
 from collections.abc import Callable
 from dataclasses import asdict
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
 from noisescope.evidence.claims_common import (
@@ -62,6 +60,7 @@ from noisescope.evidence.claims_tail import (
     claim_truncation_vs_early_stop,
     claim_wider_larger_tail,
 )
+from noisescope.io import jsonable
 
 __all__ = [
     "CLAIM_FUNCTIONS", "CLAIM_TEXT", "CONTEXT_KEYS", "INCONCLUSIVE", "KUBO", "MALIGNANT", "MISSING", "NOT_MEASURED",
@@ -109,21 +108,6 @@ def scorecard(metrics: pd.DataFrame, **context: Any) -> list[Claim]:
         params = inspect.signature(fn).parameters
         out.append(fn(metrics, **{k: v for k, v in context.items() if k in params}))
     return out
-
-
-def jsonable(x: Any) -> Any:
-    """``x`` with numpy scalars and arrays as Python values, non-finite floats as None."""
-    if isinstance(x, dict):
-        return {str(k): jsonable(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple, np.ndarray)):
-        return [jsonable(v) for v in x]
-    if isinstance(x, np.bool_):
-        return bool(x)
-    if isinstance(x, (np.integer,)):
-        return int(x)
-    if isinstance(x, (np.floating, float)):
-        return None if not math.isfinite(float(x)) else float(x)
-    return x
 
 
 def scorecard_frame(claims: list[Claim]) -> pd.DataFrame:

@@ -56,11 +56,16 @@ def choose_d(correct_counts: torch.Tensor | np.ndarray | Iterable[int], d_grid: 
             raise ValueError("rule='1se' needs n_val, the number of validation samples")
         if counts.max() > n or counts.min() < 0:
             raise ValueError(f"correct counts must lie in [0, n={n}]")
-        acc = counts / n
-        best = acc.max()
-        se = np.sqrt(best * (1 - best) / n)
-        return int(grid[int(np.argmax(acc >= best - se))])
+        return int(grid[int(np.argmax(within_one_se(counts, counts.max(), n)))])
     raise ValueError(f"unknown d rule {rule!r}; choose from {D_RULES}")
+
+
+def within_one_se(correct: np.ndarray | int, best: int, n: int) -> np.ndarray | bool:
+    """The one-standard-error test behind every "smallest choice within 1 SE of the best" rule
+    (d*, weight ranks, per-layer d): correct/n >= p - sqrt(p (1 - p) / n) with p = best/n
+    (a 1e-12 slack absorbs float rounding at the boundary). ``correct`` may be an array."""
+    p = best / n
+    return np.asarray(correct) / n >= p - math.sqrt(p * (1 - p) / n) - 1e-12
 
 
 # --------------------------------------------------------------------------- repair verdict

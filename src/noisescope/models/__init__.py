@@ -38,4 +38,16 @@ def build_model(
     return getattr(import_module(module), attr)(tuple(input_shape), num_classes, **options)
 
 
-__all__ = ["REGISTRY", "TappedModel", "WrappedModel", "build_model", "wrap_model"]
+def build_from_spec(spec: dict) -> TappedModel:
+    """The network an exported file describes: ``spec = {"arch", "input_shape", "num_classes",
+    "options", "input_norm"}`` (the ``"model"`` entry every noisescope export writes), built
+    with fresh weights and the recorded input standardization; load the weights after."""
+    model = build_model(spec["arch"], tuple(spec["input_shape"]), int(spec["num_classes"]),
+                        **spec.get("options", {}))
+    norm = spec.get("input_norm")
+    if norm:
+        model.set_input_normalization(norm["mean"], norm["std"], norm.get("scale", 1.0))
+    return model
+
+
+__all__ = ["REGISTRY", "TappedModel", "WrappedModel", "build_from_spec", "build_model", "wrap_model"]

@@ -41,7 +41,6 @@ cross-validated training in :mod:`noisescope.runs.label_issues_cv`.
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -56,7 +55,7 @@ import torch
 from noisescope.detect import evaluate_scores
 from noisescope.detect.evaluate import finite_scores
 from noisescope.evaluate import predict_logits
-from noisescope.io import atomic_write, write_json
+from noisescope.io import atomic_write, jsonable, write_json
 from noisescope.runs.label_issues_cv import fold_trainer, score_cleanlab_cv
 from noisescope.runs.label_issues_scores import (
     Progress,
@@ -138,22 +137,6 @@ def _check_methods(methods: Sequence[str] | str | None, cleanlab_cv: int) -> tup
     if cleanlab_cv and "cleanlab_cv" not in asked:
         asked.append("cleanlab_cv")
     return [m for m in RUN_METHODS if m in asked], True
-
-
-def _clean(obj: Any) -> Any:
-    """JSON-safe: NaN / inf -> None, numpy scalars -> Python."""
-    if isinstance(obj, dict):
-        return {str(k): _clean(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_clean(v) for v in obj]
-    if isinstance(obj, (np.integer,)):
-        return int(obj)
-    if isinstance(obj, (float, np.floating)):
-        v = float(obj)
-        return v if math.isfinite(v) else None
-    if obj is pd.NA:
-        return None
-    return obj
 
 
 def run_seconds(run: Run) -> float | None:
@@ -301,7 +284,7 @@ def find_label_issues(
         "estimated_rate": {m: float(np.mean(f)) for m, f in all_flags.items()},
         "evaluation": None if evaluation is None else evaluation.to_dict("records"),
     }
-    info = _clean(info)
+    info = jsonable(info)
     if write:
         atomic_write(run.path / PARQUET, lambda p: table.to_parquet(p, index=False))
         write_json(run.path / JSON, info)

@@ -46,7 +46,6 @@ The recommended repair is :func:`evidence.rules.best_repair` over the rows of ki
 from __future__ import annotations
 
 import json
-import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -61,7 +60,7 @@ from noisescope.evaluate import correct
 from noisescope.evidence.intervals import wilson_interval
 from noisescope.evidence.paired import mcnemar
 from noisescope.evidence.rules import Verdict, best_repair, repair_verdict, resolution_warning
-from noisescope.io import atomic_write, write_json
+from noisescope.io import atomic_write, jsonable, write_json
 from noisescope.models.base import TappedModel
 from noisescope.runs.oracle import _complete, ensure_oracle
 from noisescope.runs.repair_export import (
@@ -484,18 +483,6 @@ def export_repair(report: RepairReport, method: str, path: str | Path) -> Path:
     return export_module(report.modules[method], path, meta)
 
 
-def _clean(v: object) -> object:
-    if isinstance(v, float) and not math.isfinite(v):
-        return None
-    if isinstance(v, (np.integer,)):
-        return int(v)
-    if isinstance(v, (np.floating,)):
-        return _clean(float(v))
-    if isinstance(v, np.bool_):
-        return bool(v)
-    return v
-
-
 def report_json(report: RepairReport) -> dict:
     def verdict(v: Verdict | None) -> dict | None:
         return None if v is None else {"recommended": v.recommended, "gain": v.gain, "se": v.se, "n": v.n,
@@ -508,7 +495,7 @@ def report_json(report: RepairReport) -> dict:
             "recommended_posthoc": report.recommended_posthoc, "verdict_posthoc": verdict(report.verdict_posthoc),
             "export": None if report.export is None else str(report.export), "warning": report.warning,
             "notes": report.notes,
-            "rows": [{k: _clean(v) for k, v in r.items()} for r in report.table.to_dict("records")]}
+            "rows": jsonable(report.table.to_dict("records"))}
 
 
 def write_report(report: RepairReport) -> None:

@@ -3,15 +3,13 @@ without any training state (no optimizer, run store or pickle)."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from torch import nn
 
 from noisescope.io import atomic_write, write_json
-from noisescope.models.base import TappedModel
 from noisescope.runs.run import Run
-from noisescope.spectral.export import TruncatedModel, load_truncated, save_truncated
+from noisescope.spectral.export import TruncatedModel, load_truncated, read_export, save_truncated
 from noisescope.spectral.layerwise import ProjectedModel, load_projected, save_projected
 
 COLUMNS = ["method", "kind", "posthoc", "repairs", "epoch", "tap", "choice", "d",
@@ -33,16 +31,6 @@ def model_spec(run: Run) -> dict:
     cfg, data = run.config, run.data
     return {"arch": cfg.model.arch, "input_shape": list(data.input_shape), "num_classes": data.num_classes,
             "options": cfg.model.options, "input_norm": data.noise.get("normalizer")}
-
-
-def build_from_spec(spec: dict) -> TappedModel:
-    from noisescope.models import build_model
-
-    model = build_model(spec["arch"], tuple(spec["input_shape"]), int(spec["num_classes"]), **spec.get("options", {}))
-    norm = spec.get("input_norm")
-    if norm:
-        model.set_input_normalization(norm["mean"], norm["std"], norm.get("scale", 1.0))
-    return model
 
 
 def save_network(model: nn.Module, path: str | Path, meta: dict) -> Path:
@@ -69,14 +57,10 @@ def load_repair(path: str | Path) -> nn.Module:
         return load_truncated(path)
     if (path / PROJ_META).is_file():
         return load_projected(path)
-    meta_path = path / NETWORK_META
-    if not meta_path.is_file():
+    if not (path / NETWORK_META).is_file():
         raise FileNotFoundError(f"{path} holds no exported repair ({TRUNC_META}, {PROJ_META} or {NETWORK_META})")
-    info = json.loads(meta_path.read_text())
-    if info.get("format") != NETWORK_FORMAT:
-        raise ValueError(f"{meta_path} has format {info.get('format')!r}, expected {NETWORK_FORMAT!r}")
-    model = build_from_spec(info["model"])
-    model.load_state_dict(load_file(str(path / WEIGHTS_FILE)), strict=True)
+    _info, weights_path, model = read_export(path, NETWORK_META, NETWORK_FORMAT, None)
+    model.load_state_dict(load_file(str(weights_path)), strict=True)
     return model.eval()
 
 

@@ -11,12 +11,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from noisescope.io import atomic_write
+from noisescope.io import atomic_write, jsonable
 from noisescope.models.base import TappedModel
 from noisescope.spectral.linear_probe import Readout
 from noisescope.spectral.stats import Spectrum
@@ -109,18 +108,8 @@ def save_module_files(module: nn.Module, path: Path, info: dict, meta_file: str)
     each atomically; the shared last step of every exported repair."""
     state = {k: v.detach().cpu().contiguous() for k, v in module.state_dict().items()}
     atomic_write(path / WEIGHTS_FILE, lambda p: save_file(state, str(p)))
-    atomic_write(path / meta_file, lambda p: p.write_text(json.dumps(info, indent=2, default=_jsonable) + "\n"))
+    atomic_write(path / meta_file, lambda p: p.write_text(json.dumps(jsonable(info), indent=2) + "\n"))
     return path
-
-
-def _jsonable(o: object) -> object:
-    if isinstance(o, (np.integer, np.floating)):
-        return o.item()
-    if isinstance(o, (np.ndarray, torch.Tensor)):
-        return o.tolist()
-    if isinstance(o, tuple):
-        return list(o)
-    raise TypeError(f"{type(o).__name__} is not JSON serialisable")
 
 
 def load_truncated(path: str | Path, model: nn.Module | None = None) -> TruncatedModel:
@@ -132,34 +121,32 @@ def load_truncated(path: str | Path, model: nn.Module | None = None) -> Truncate
             module) to load the weights into; None rebuilds it with
             ``noisescope.models.build_model`` from the ``"model"`` entry of the JSON.
     """
-    path = Path(path)
-    meta_path, weights_path = path / META_FILE, path / WEIGHTS_FILE
-    if not meta_path.is_file() or not weights_path.is_file():
-        raise FileNotFoundError(f"{path} must contain {META_FILE} and {WEIGHTS_FILE}")
-    info = json.loads(meta_path.read_text())
-    if info.get("format") != FORMAT:
-        raise ValueError(f"{meta_path} has format {info.get('format')!r}, expected {FORMAT!r}")
-    if model is None:
-        spec = info.get("model")
-        if not spec:
-            raise ValueError(
-                f"{meta_path} does not say how to build the network (no 'model' entry): "
-                "pass model=<an instance of the original architecture>"
-            )
-        from noisescope.models import build_model
-
-        model = build_model(
-            spec["arch"], tuple(spec["input_shape"]), int(spec["num_classes"]),
-            **spec.get("options", {}),
-        )
-        norm = spec.get("input_norm")
-        if norm:
-            model.set_input_normalization(norm["mean"], norm["std"], norm.get("scale", 1.0))
-    if not isinstance(model, TappedModel):
-        raise TypeError("model must be a TappedModel: wrap your module with noisescope.wrap_model")
+    info, weights_path, model = read_export(path, META_FILE, FORMAT, model)
     head = SpectralHead(int(info["feature_dim"]), int(info["d"]), int(info["num_classes"]))
     out = TruncatedModel(model, info["tap"], head)
     out.load_state_dict(load_file(str(weights_path)), strict=True)
     return out.eval()
 
 
+def read_export(path: str | Path, meta_file: str, fmt: str, model: nn.Module | None
+                ) -> tuple[dict, Path, TappedModel]:
+    """The shared first step of loading an exported module: check that ``path`` holds
+    ``model.safetensors`` and ``meta_file`` of format ``fmt``; return (the JSON, the weights
+    path, ``model`` or the backbone rebuilt from the JSON's ``"model"`` entry)."""
+    path = Path(path)
+    meta_path, weights_path = path / meta_file, path / WEIGHTS_FILE
+    if not meta_path.is_file() or not weights_path.is_file():
+        raise FileNotFoundError(f"{path} must contain {meta_file} and {WEIGHTS_FILE}")
+    info = json.loads(meta_path.read_text())
+    if info.get("format") != fmt:
+        raise ValueError(f"{meta_path} has format {info.get('format')!r}, expected {fmt!r}")
+    if model is None:
+        if not info.get("model"):
+            raise ValueError(f"{meta_path} does not say how to build the network (no 'model' entry): "
+                             "pass model=<an instance of the original architecture>")
+        from noisescope.models import build_from_spec
+
+        model = build_from_spec(info["model"])
+    if not isinstance(model, TappedModel):
+        raise TypeError("model must be a TappedModel: wrap your module with noisescope.wrap_model")
+    return info, weights_path, model

@@ -28,7 +28,6 @@ one-standard-error rule, in one of two ways:
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -40,8 +39,9 @@ from torch import nn
 
 from noisescope.data.base import NoisyDataset
 from noisescope.evaluate import correct
+from noisescope.evidence.rules import within_one_se
 from noisescope.models.base import TappedModel, _HeadInput
-from noisescope.spectral.export import save_module_files
+from noisescope.spectral.export import read_export, save_module_files
 from noisescope.spectral.stats import FeatureStats, Spectrum
 from noisescope.taps import capture, iter_taps
 
@@ -167,11 +167,6 @@ class LayerwiseChoice:
                          for t, d in self.dims.items())
 
 
-def _within_1se(count: int, best: int, n: int) -> bool:
-    p = best / n
-    return count / n >= p - math.sqrt(p * (1 - p) / n) - 1e-12
-
-
 def d_candidates(width: int, per_octave: int = 4) -> list[int]:
     """1, 2, 3, ... geometrically spaced (``per_octave`` values per doubling once the steps
     exceed 1) below ``width``, and ``width`` itself."""
@@ -265,7 +260,7 @@ def fit_layerwise(
             counts.append(score(projs, fraction=f, dims=dims))
             options.append((f, dims, projs))
         best = max(counts)
-        i = next(i for i, c in enumerate(counts) if _within_1se(c, best, n_val))
+        i = next(i for i, c in enumerate(counts) if within_one_se(c, best, n_val))
         f, dims, projs = options[i]
         say(f"layer-wise (shared): fraction {f}")
         return LayerwiseChoice(dims, {t: widths[t] for t in names}, ProjectedModel(model, projs).to(device).eval(),
@@ -283,7 +278,7 @@ def fit_layerwise(
                 p = TapProjection.from_spectrum(spec, d)
                 results[d] = (score({**projs, t: p}, tap=t, d=d), p)
         best = max(best, *(c for c, _ in results.values()))
-        d_pick = min(d for d, (c, _) in results.items() if _within_1se(c, best, n_val))
+        d_pick = min(d for d, (c, _) in results.items() if within_one_se(c, best, n_val))
         current, p = results[d_pick]
         dims[t] = d_pick
         if p is not None:
@@ -315,27 +310,7 @@ def load_projected(path: str | Path, model: nn.Module | None = None) -> Projecte
     """
     from safetensors.torch import load_file
 
-    path = Path(path)
-    meta_path, weights_path = path / META_FILE, path / WEIGHTS_FILE
-    if not meta_path.is_file() or not weights_path.is_file():
-        raise FileNotFoundError(f"{path} must contain {META_FILE} and {WEIGHTS_FILE}")
-    info = json.loads(meta_path.read_text())
-    if info.get("format") != FORMAT:
-        raise ValueError(f"{meta_path} has format {info.get('format')!r}, expected {FORMAT!r}")
-    if model is None:
-        spec = info.get("model")
-        if not spec:
-            raise ValueError(f"{meta_path} does not say how to build the network (no 'model' entry): "
-                             "pass model=<an instance of the original architecture>")
-        from noisescope.models import build_model
-
-        model = build_model(spec["arch"], tuple(spec["input_shape"]), int(spec["num_classes"]),
-                            **spec.get("options", {}))
-        norm = spec.get("input_norm")
-        if norm:
-            model.set_input_normalization(norm["mean"], norm["std"], norm.get("scale", 1.0))
-    if not isinstance(model, TappedModel):
-        raise TypeError("model must be a TappedModel: wrap your module with noisescope.wrap_model")
+    info, weights_path, model = read_export(path, META_FILE, FORMAT, model)
     projs = {t: TapProjection(int(v["dim"]), int(v["d"])) for t, v in info["taps"].items()}
     out = ProjectedModel(model, projs)
     out.load_state_dict(load_file(str(weights_path)), strict=True)

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
+from noisescope.evidence.rules import within_one_se
 from noisescope.weights.spectra import weight_layers
 
 DEFAULT_FRACTIONS = (0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 0.7, 0.8, 1.0)
@@ -145,11 +146,6 @@ class RankChoice:
         return self.correct / self.n_val
 
 
-def _within_1se(correct: int, best: int, n_val: int) -> bool:
-    p = best / n_val
-    return correct / n_val >= p - math.sqrt(p * (1 - p) / n_val) - 1e-12
-
-
 def choose_ranks(
     model: nn.Module,
     score: Callable[[nn.Module], int],
@@ -203,7 +199,7 @@ def choose_ranks(
         scored = [(f, fraction_ranks(model, f, list(found))) for f in grid]
         counts = [evaluate(r, fraction=f) for f, r in scored]
         best = max(counts)
-        i = next(i for i, c in enumerate(counts) if _within_1se(c, best, n_val))
+        i = next(i for i, c in enumerate(counts) if within_one_se(c, best, n_val))
         return RankChoice(ranks=scored[i][1], strategy=strategy, fraction=scored[i][0], correct=counts[i],
                           best_correct=best, n_val=n_val, trials=trials)
 
@@ -218,7 +214,7 @@ def choose_ranks(
         best = max(best, *results.values())
         # never empty: the layer's full rank scores ``current``, within one SE of ``best``
         # unless an option of this layer raised ``best``, and then that option is.
-        r_pick = min(r for r, c in results.items() if _within_1se(c, best, n_val))
+        r_pick = min(r for r, c in results.items() if within_one_se(c, best, n_val))
         ranks[name], current = r_pick, results[r_pick]
     return RankChoice(ranks=ranks, strategy=strategy, fraction=None, correct=current,
                       best_correct=best, n_val=n_val, trials=trials)
