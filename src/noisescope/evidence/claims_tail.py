@@ -34,7 +34,14 @@ from noisescope.evidence.claims_common import (
 from noisescope.evidence.intervals import Accuracy
 from noisescope.evidence.paired import mcnemar, paired_difference
 from noisescope.evidence.rules import choose_d
-from noisescope.evidence.tail import MAX_CLEAN_DROP, MAX_NOISY_RATIO, MIN_MEMORIZED, noise_position, tail_verdict
+from noisescope.evidence.tail import (
+    MAX_CLEAN_DROP,
+    MAX_NOISY_RATIO,
+    MIN_MEMORIZED,
+    TailVerdict,
+    noise_position,
+    tail_verdict,
+)
 from noisescope.metrics import curve, select, vector
 
 
@@ -106,6 +113,20 @@ def _position_words(m: pd.DataFrame, tap: str, e: int, d_star: int | None = None
     return noise_position(share.to_numpy(), lam.to_numpy(), rate, d_star=d_star).words
 
 
+def _tail_measurement(key: str, metrics: pd.DataFrame, feature_tap: str | None, epoch: int | None,
+                      n_by_subset: dict | None, **rule: float) -> Claim | tuple[dict, TailVerdict]:
+    """The truncated-fit numbers of the feature tap and ``tail_verdict`` on them, or the claim
+    saying why they cannot be had (shared by the tail and the systematic-noise claims)."""
+    metrics = _only(metrics, *TAIL_METRICS)
+    inp = _tail_inputs(metrics, _feature_tap(metrics, feature_tap), epoch, n_by_subset)
+    if isinstance(inp, str):
+        return _claim(key, NOT_MEASURED, {}, inp, NEEDS_SPECTRAL)
+    if inp["n_clean"] is None or inp["n_noisy"] is None:
+        return _claim(key, INCONCLUSIVE, inp, "the clean / noisy training sample counts are unknown (metric n)")
+    return inp, tail_verdict(inp["clean_full"], inp["noisy_full"], inp["clean_at_d"], inp["noisy_at_d"],
+                             inp["n_clean"], inp["n_noisy"], inp["d"], **rule)
+
+
 def claim_noise_in_tail(metrics: pd.DataFrame, feature_tap: str | None = None, epoch: int | None = None,
                         n_by_subset: dict | None = None, max_noisy_ratio: float = MAX_NOISY_RATIO,
                         max_clean_drop: float = MAX_CLEAN_DROP, min_memorized: float = MIN_MEMORIZED) -> Claim:
@@ -116,15 +137,11 @@ def claim_noise_in_tail(metrics: pd.DataFrame, feature_tap: str | None = None, e
     noisy samples' fit at d is at most half its untruncated value and the clean fit falls by at
     most 5 points (Wilson intervals, n from the ``n`` rows); see tail_verdict for the rest."""
     key = "noise_in_tail"
-    metrics = _only(metrics, *TAIL_METRICS)
-    inp = _tail_inputs(metrics, _feature_tap(metrics, feature_tap), epoch, n_by_subset)
-    if isinstance(inp, str):
-        return _claim(key, NOT_MEASURED, {}, inp, NEEDS_SPECTRAL)
-    if inp["n_clean"] is None or inp["n_noisy"] is None:
-        return _claim(key, INCONCLUSIVE, inp, "the clean / noisy training sample counts are unknown (metric n)")
-    v = tail_verdict(inp["clean_full"], inp["noisy_full"], inp["clean_at_d"], inp["noisy_at_d"], inp["n_clean"],
-                     inp["n_noisy"], inp["d"], max_noisy_ratio=max_noisy_ratio, max_clean_drop=max_clean_drop,
-                     min_memorized=min_memorized)
+    measured = _tail_measurement(key, metrics, feature_tap, epoch, n_by_subset, max_noisy_ratio=max_noisy_ratio,
+                                 max_clean_drop=max_clean_drop, min_memorized=min_memorized)
+    if isinstance(measured, Claim):
+        return measured
+    inp, v = measured
     nums = {**inp, **v.numbers}
     metrics = metrics[metrics["epoch"] == inp["epoch"]]
     for subset in ("clean_train", "noisy_train_obs"):
@@ -243,14 +260,11 @@ def claim_systematic_noise_in_signal(metrics: pd.DataFrame, noise_model: str | N
         return _claim(key, NOT_MEASURED, {"noise_model": noise_model}, "needs a run with pairflip noise",
                       "noisescope run CONFIG --set 'noise.model=\"pairflip\"' --set noise.rate=0.3 "
                       "--set 'probe.probes=[\"dynamics\", \"spectral\"]'")
-    metrics = _only(metrics, *TAIL_METRICS)
-    inp = _tail_inputs(metrics, _feature_tap(metrics, feature_tap), epoch, n_by_subset)
-    if isinstance(inp, str):
-        return _claim(key, NOT_MEASURED, {}, inp, NEEDS_SPECTRAL)
-    if inp["n_clean"] is None or inp["n_noisy"] is None:
-        return _claim(key, INCONCLUSIVE, inp, "the clean / noisy training sample counts are unknown (metric n)")
-    v = tail_verdict(inp["clean_full"], inp["noisy_full"], inp["clean_at_d"], inp["noisy_at_d"], inp["n_clean"],
-                     inp["n_noisy"], inp["d"], max_noisy_ratio=max_noisy_ratio, min_memorized=min_memorized)
+    measured = _tail_measurement(key, metrics, feature_tap, epoch, n_by_subset, max_noisy_ratio=max_noisy_ratio,
+                                 min_memorized=min_memorized)
+    if isinstance(measured, Claim):
+        return measured
+    inp, v = measured
     nums = {**inp, **v.numbers, "noise_model": noise_model}
     if v.status == SUPPORTED:
         return _claim(key, NOT_SUPPORTED, nums, v.reason + ": the systematic noise sat in the tail")
