@@ -73,6 +73,8 @@ class TrainConfig:
     augment: bool = False
     precision: str = "fp32"
     compile: bool = False
+    method: str = "ce"
+    method_options: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -115,6 +117,19 @@ _SECTION_TYPES = {
     "run": RunConfig,
 }
 
+#: ``train.method`` -> its ``train.method_options`` and each option's accepted range [low,
+#: high] (``noisescope.methods`` holds the methods and the papers' defaults).
+TRAIN_METHODS: dict[str, dict[str, tuple[float, float]]] = {
+    "ce": {},
+    "gce": {"q": (1e-6, 1.0)},
+    "sce": {"alpha": (0.0, 1e3), "beta": (0.0, 1e3), "log_zero": (-1e3, -1e-6)},
+    "elr": {"lam": (0.0, 1e3), "beta": (0.0, 1.0)},
+    "bootstrap_soft": {"beta": (0.0, 1.0)},
+    "bootstrap_hard": {"beta": (0.0, 1.0)},
+    "mixup": {"alpha": (1e-9, 1e3), "seed": (0, 2**32 - 1)},
+    "coteaching": {"forget_rate": (0.0, 0.99), "ramp_epochs": (0, 1e6), "seed": (0, 2**32 - 1)},
+    "rank_tail": {"k": (0, 1e6), "lam": (0.0, 1e3)},
+}
 OPTIMIZERS = ("sgd", "adam", "adamw")
 SCHEDULES = ("constant", "cosine", "step", "linear")
 PROBE_SCHEDULES = ("every", "every_k", "log")
@@ -207,6 +222,26 @@ def _coerce(section: str, key: str, value: Any, default: Any) -> Any:
 
 # ---------------------------------------------------------------------------------------------
 # validation
+
+
+def check_train_method(method: str, options: dict[str, Any]) -> None:
+    """``train.method`` is one of TRAIN_METHODS and each ``train.method_options`` entry is one
+    of its options, a number in the option's range (ConfigError naming the field otherwise)."""
+    if method not in TRAIN_METHODS:
+        _fail("train.method", f"train.method must be one of {', '.join(TRAIN_METHODS)}, got {method!r}"
+              + _suggest(method, list(TRAIN_METHODS)))
+    accepted = TRAIN_METHODS[method]
+    for key, value in options.items():
+        where = f"train.method_options.{_key(key)}"
+        if key not in accepted:
+            names = ", ".join(accepted) or "none"
+            _fail(where, f"{where}: {method} takes no option {_key(key)} (its options: {names})")
+        low, high = accepted[key]
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
+                or not low <= value <= high:
+            _fail(where, f"{where} must be a number in [{low:g}, {high:g}], got {value!r}")
+        if isinstance(low, int) and isinstance(high, int) and not float(value).is_integer():
+            _fail(where, f"{where} must be an integer, got {value!r}")
 
 
 def copy_dict(d: dict[str, Any]) -> dict[str, Any]:

@@ -42,6 +42,7 @@ from noisescope.config.sections import (
     _is_int,
     _key,
     _suggest,
+    check_train_method,
     copy_dict,
 )
 
@@ -224,6 +225,7 @@ def _validate_train(t: TrainConfig) -> None:
         _fail("train.warmup_epochs", f"train.warmup_epochs = {t.warmup_epochs} is longer than train.epochs = "
                                      f"{t.epochs}; lower it or train longer")
     _check_seed("train.seed", t.seed)
+    check_train_method(t.method, t.method_options)
     if not _DEVICE_RE.match(t.device):
         _fail("train.device", f"train.device must be one of {', '.join(DEVICES)}, got {t.device!r}")
 
@@ -334,6 +336,10 @@ def config_identity(cfg: Config | dict[str, Any]) -> dict[str, Any]:
     where it lives). Two configs with the same identity describe the same run, wherever it is."""
     d = copy_dict(cfg.to_dict() if isinstance(cfg, Config) else cfg)
     d["run"] = {k: v for k, v in d.get("run", {}).items() if k not in ("root", "name")}
+    train = d.get("train", {})
+    if train.get("method", "ce") == "ce" and not train.get("method_options"):  # runs from before methods
+        train.pop("method", None)
+        train.pop("method_options", None)
     return d
 
 

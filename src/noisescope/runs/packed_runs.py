@@ -104,6 +104,8 @@ def pack_reason(cfgs: Sequence[Config]) -> str | None:
     cfgs = list(cfgs)
     if not cfgs:
         return "no runs"
+    if any(c.train.method != "ce" for c in cfgs):
+        return "the packed engine trains cross-entropy only (train.method must be \"ce\")"
     first = pack_key(cfgs[0])
     for i, c in enumerate(cfgs[1:], start=1):
         key = pack_key(c)

@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from noisescope import accel
 from noisescope.config import TrainConfig
 from noisescope.data.base import NoisyDataset
+from noisescope.methods import Method, build_method
 from noisescope.metrics import Row
 from noisescope.models.base import TappedModel
 from noisescope.pipeline import TensorPipeline
@@ -78,11 +79,13 @@ def train_epoch(
     optimizer: torch.optim.Optimizer,
     plan: accel.AccelPlan | None = None,
     step_fn: Callable[[torch.Tensor], torch.Tensor] | None = None,
+    method: Method | None = None,
 ) -> float:
     """One pass over ``batches``; returns the mean training loss (nats, observed labels).
 
     ``plan`` switches on bf16 autocast where the device supports it; ``step_fn`` is the
-    (optionally compiled) forward used for training. The loss is accumulated on the device:
+    (optionally compiled) forward used for training; ``method`` (``train.method``, None for
+    cross-entropy) gives the batch loss and steps any network it owns. The loss is accumulated on the device:
     one host sync per epoch, not per step.
     """
     model.train()
@@ -91,10 +94,12 @@ def train_epoch(
     meter = accel.DeviceMean(batches.device)
     for xb, yb, _idx in batches:
         with accel.autocast(plan):
-            loss = F.cross_entropy(forward(xb), yb)
+            loss = F.cross_entropy(forward(xb), yb) if method is None else method.loss(forward, xb, yb, _idx)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
+        if method is not None:
+            method.after_step()
         meter.add(loss.detach(), len(yb))
     return meter.value()
 
@@ -140,6 +145,8 @@ class Trainer:
         self.probe_batch_size = probe_batch_size
         self.on_epoch = on_epoch
         self.optimizer = make_optimizer(self.model.parameters(), cfg)
+        self.method = build_method(cfg, self.model, len(data.y_train), data.num_classes, data.noise,
+                                   lambda params: make_optimizer(params, cfg))
         self.batches = TensorPipeline(
             data.x_train, data.y_train, cfg.batch_size, shuffle=True, seed=cfg.seed, device=self.device,
             augment=cfg.augment or None, channels_last=self.plan.channels_last,
@@ -207,6 +214,8 @@ class Trainer:
                 group["lr"] = lr
             torch.manual_seed(self.cfg.seed * 1_000_003 + epoch)  # dropout etc.: same on resume
             self.batches.set_epoch(epoch)
-            loss = train_epoch(self.model, self.batches, self.optimizer, self.plan, self.step_fn)
+            if self.method is not None:
+                self.method.start_epoch(epoch, lr)
+            loss = train_epoch(self.model, self.batches, self.optimizer, self.plan, self.step_fn, self.method)
             self._finish_epoch(epoch, loss, lr)
         return self.model
