@@ -13,6 +13,7 @@ import pandas as pd
 import pytest
 import torch
 from typer.testing import CliRunner
+from width80 import assert_fits
 
 from noisescope.cli import app
 from noisescope.cli.common import console
@@ -96,7 +97,9 @@ def test_verdict_prints_every_claim_and_writes_verdict_json(run_dir, wide_consol
     assert res.exit_code == 0, res.output
     for key in CLAIM_FUNCTIONS:
         assert CLAIM_TEXT[key][0] in res.output, key
-    assert "measure: noisescope sweep malignant_width" in res.output  # a not-measured claim says how
+    # a not-measured claim says how: the commands whole, each on a line of its own
+    lines = res.output.splitlines()
+    assert "noisescope sweep malignant_width" in lines and "noisescope verdict SWEEP" in lines
     data = json.loads((run_dir / "verdict.json").read_text())
     assert [c["key"] for c in data["claims"]] == list(CLAIM_FUNCTIONS)
     assert all(c["status"] in ("supported", "not supported", "inconclusive", "not measured") for c in data["claims"])
@@ -162,7 +165,10 @@ def test_verdict_on_a_sweep_counts_statuses_and_summarizes_seeds(run_dir, tmp_pa
     large = next(c for c in data["claims"] if c["key"] == "large_activation")
     assert large["number"] == "largest max/median ratio" and "(sd, 2 seeds; 95% t-interval" in large["by_configuration"]
     assert all((sweep_run_dir(spec.directory, p.id) / "verdict.json").exists() for p in spec.points)
-    assert "runs by status" in res.output and "Clean samples are learned before noisy ones" in res.output
+    assert "runs: 2 " in res.output and "Clean samples are learned before noisy ones" in res.output
+    # at 80 columns: no line too wide, no word or number split or cut
+    out = assert_fits(["verdict", str(spec.directory), "--no-models"])
+    assert "clipped to the domain" in out or "t-interval [" in out
     text = build_report(spec.directory, tmp_path / "s.html", progress=False, max_runs=0).read_text()
     assert re.search(r'<section id="([^"]+)">', text).group(1) == "sweep-scorecard"
 
@@ -235,3 +241,66 @@ def load_signals_rows() -> pd.DataFrame:
     torch.manual_seed(0)
     model = build_model("mlp", data.input_shape, data.num_classes, widths=[16])
     return rows_to_frame(make_probe("signals", dependence_samples=100, input_pcs=3)(model, data, ProbeContext(0)))
+
+
+# ----------------------------------------------------------------------------- readable at 80 columns
+def test_verdict_fits_80_columns_in_under_60_lines(run_dir):
+    out = assert_fits(["verdict", str(run_dir)])
+    lines = out.splitlines()
+    assert len(lines) < 60, out
+    assert sum(line.startswith(("supported", "not supported", "inconclusive", "not measured"))
+               for line in lines) == len(CLAIM_FUNCTIONS)
+    assert "rule:" not in out and "``" not in out  # rules only on request, never RST markup
+    # the pair-flip command is longer than 80 columns: broken between arguments with a backslash,
+    # so pasted into a shell it is still the one command
+    i = next(i for i, line in enumerate(lines) if line.startswith("noisescope run CONFIG"))
+    assert lines[i].endswith(" \\") and lines[i + 1].startswith("    --set")
+    joined = (lines[i][:-2] + " " + lines[i + 1].strip())
+    cmd = next(c for c in scorecard_commands(run_dir) if c.startswith("noisescope run CONFIG"))
+    assert joined == cmd
+
+
+def scorecard_commands(run_dir) -> list[str]:
+    data = json.loads((run_dir / "verdict.json").read_text())
+    return [c["command"] for c in data["claims"] if c["command"]]
+
+
+def test_verdict_rules_come_from_docs_definitions_and_fit_80_columns(run_dir):
+    out = assert_fits(["verdict", str(run_dir), "--rules", "--no-models"])
+    assert out.count("rule: ") == len(CLAIM_FUNCTIONS)
+    for marker in ("``", "(module docstring)", "noisescope.probes", ":func:"):
+        assert marker not in out
+    assert "t_clean and t_noisy are the first probed epochs" in " ".join(out.split())
+
+
+def test_claim_rules_match_docs_definitions_word_for_word():
+    from pathlib import Path
+
+    from noisescope.evidence.claim_rules import CLAIM_RULES
+
+    doc = (Path(__file__).parents[1] / "docs" / "definitions.md").read_text()
+    section = doc[doc.index("### Claim rules"):]
+    section = section[:section.index("\n## ")] if "\n## " in section else section
+    items = dict(re.findall(r"^- `(\w+)`: (.*?)(?=^- `|\Z)", section, re.S | re.M))
+    assert set(items) == set(CLAIM_RULES) == set(CLAIM_FUNCTIONS)
+    for key, text in CLAIM_RULES.items():
+        assert " ".join(items[key].split()) == " ".join(text.split()), key
+    # every claim scored today carries that text
+    from noisescope.evidence.claims import scorecard
+
+    for c in scorecard(pd.DataFrame(columns=["epoch", "probe", "tap", "subset", "metric", "index", "value"])):
+        assert c.rule == CLAIM_RULES[c.key]
+
+
+def test_a_command_too_long_for_the_terminal_breaks_between_arguments():
+    import shlex
+
+    from noisescope.cli.verdict import command_lines
+
+    cmd = ("noisescope run CONFIG --set 'noise.model=\"pairflip\"' --set noise.rate=0.3 "
+           "--set 'probe.probes=[\"a\", \"b\"]'")
+    lines = command_lines(cmd, 60)
+    assert len(lines) >= 2 and all(len(line) <= 60 for line in lines)
+    assert all(line.endswith(" \\") for line in lines[:-1])
+    assert shlex.split(" ".join(line.removesuffix(" \\") for line in lines)) == shlex.split(cmd)
+    assert command_lines("noisescope probe RUN", 60) == ["noisescope probe RUN"]

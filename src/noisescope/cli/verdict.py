@@ -1,8 +1,14 @@
-"""``noisescope verdict RUN_OR_SWEEP``: every claim of the two papers, scored with its evidence."""
+"""``noisescope verdict RUN_OR_SWEEP``: every claim of the two papers, scored with its evidence.
+
+Printed to fit an 80-column terminal: per paper, each claim as its status and its text, with
+the summary (the numbers) under it; the commands that would measure what is not measured
+follow, each whole on its own line, ready to copy. ``--rules`` adds each claim's rule
+(docs/definitions.md, "Claim rules").
+"""
 
 from __future__ import annotations
 
-import re
+import shlex
 from pathlib import Path
 from typing import Annotated
 
@@ -14,42 +20,81 @@ from noisescope.cli.common import console, fail
 
 STATUS_STYLE = {"supported": "bold green", "not supported": "bold red", "inconclusive": "bold yellow",
                 "not measured": "dim"}
-PAPER = {"kubo": "Kubo et al.", "malignant_tail": "Malignant Tail (withdrawn)"}
+PAPER = {"kubo": "Kubo et al.", "malignant_tail": "Malignant Tail (withdrawn: hypotheses)"}
+STATUS_WIDTH = max(len(s) for s in STATUS_STYLE)
+COMMAND_WIDTH = 78  # commands are broken to fit 80 columns whatever the terminal, so they read the same
 
 
-def one_line(text: str) -> str:
-    """A docstring as one paragraph."""
-    return re.sub(r"\s+", " ", text or "").strip()
+def _grid() -> Table:
+    """Two columns without borders: the status (never wrapped) and the text (wrapped at
+    spaces, a word longer than the line folded)."""
+    t = Table(box=None, show_header=False, pad_edge=False, padding=(0, 1, 0, 0), expand=True)
+    t.add_column("status", no_wrap=True, width=STATUS_WIDTH)
+    t.add_column("claim", ratio=1, overflow="fold")
+    return t
 
 
-def claims_table(claims, title: str, rules: bool = True) -> Table:
-    """One row per claim: claim, paper, status (coloured), summary (and, when not measured, the
-    command that would measure it), the rule."""
-    table = Table(title=title, show_lines=True)
-    table.add_column("claim", ratio=2)
-    table.add_column("paper")
-    table.add_column("status")
-    table.add_column("summary", ratio=4)
-    if rules:
-        table.add_column("rule", ratio=4)
-    for c in claims:
-        summary = Text(c.summary)
-        if c.status == "not measured" and c.command:
-            summary += Text("\nmeasure: ", style="bold") + Text(c.command)
-        row = [Text(c.text), PAPER.get(c.paper, c.paper), Text(c.status, style=STATUS_STYLE.get(c.status, "")),
-               summary]
-        if rules:
-            row.append(Text(one_line(c.rule), style="dim"))
-        table.add_row(*row)
-    return table
+def _status(status: str) -> Text:
+    return Text(status, style=STATUS_STYLE.get(status, ""))
 
 
-def sweep_claims_table(df, title: str) -> Table:
-    """The sweep aggregate (report.verdict.aggregate): statuses counted per claim, and per
-    configuration the key number's mean and spread over seeds."""
-    table = Table(title=title, show_lines=True)
-    for col, ratio in (("claim", 2), ("paper", 1), ("runs by status", 2), ("by configuration (over seeds)", 5)):
-        table.add_column(col, ratio=ratio)
+def measure_command(command: str, target: str) -> str:
+    """A "not measured" claim's command with RUN replaced by the run directory (quoted for
+    the shell when needed)."""
+    return command.replace(" RUN", " " + shlex.quote(target)) if command else ""
+
+
+def command_lines(command: str, width: int) -> list[str]:
+    """A shell command as lines of at most ``width`` columns, broken between arguments with a
+    trailing backslash (pasted into a shell, the lines run as the one command); one line when
+    it fits, or when it cannot be parsed as shell words."""
+    if len(command) <= width:
+        return [command]
+    try:
+        words = shlex.split(command)
+    except ValueError:
+        return [command]
+    words = [shlex.quote(w) if shlex.quote(w) != w else w for w in words]
+    lines, line = [], ""
+    for w in words:
+        if line and len(line) + 1 + len(w) + 2 > width:
+            lines.append(line + " \\")
+            line = "    " + w
+        else:
+            line = f"{line} {w}" if line else w
+    return [*lines, line]
+
+
+def print_claims(claims, target: str, rules: bool = False) -> None:
+    """The claims of one run, grouped by paper (module docstring)."""
+    papers = list(dict.fromkeys(c.paper for c in claims))
+    commands: dict[str, list[str]] = {}
+    for paper in papers:
+        console.print(Text(PAPER.get(paper, paper), style="bold underline"))
+        t = _grid()
+        for c in (c for c in claims if c.paper == paper):
+            body = Text(c.text, style="bold") + Text("\n") + Text(c.summary)
+            if c.status == "not measured" and c.command:
+                for cmd in measure_command(c.command, target).split(", then "):
+                    commands.setdefault(cmd, []).append(c.key)
+                body += Text(" (command below)", style="dim")
+            if rules and c.rule:
+                body += Text("\nrule: ", style="italic") + Text(" ".join(c.rule.split()), style="dim")
+            t.add_row(_status(c.status), body)
+        console.print(t)
+    if commands:
+        console.print(Text("to measure what is not measured:", style="bold"))
+        for cmd in commands:
+            # whole, on lines of its own: never wrapped or cut by rich, ready to copy
+            for line in command_lines(cmd, COMMAND_WIDTH):
+                console.print(Text(line), soft_wrap=True, highlight=False)
+
+
+def print_sweep_claims(df, title: str) -> None:
+    """The sweep aggregate (``report.verdict.aggregate``): per claim the runs counted by
+    status, then per configuration its statuses and the key number over seeds."""
+    console.print(Text(title, style="bold"), soft_wrap=True)
+    t = _grid()
     for r in df.to_dict("records"):
         status = Text()
         for s, style in STATUS_STYLE.items():
@@ -57,8 +102,13 @@ def sweep_claims_table(df, title: str) -> Table:
                 if len(status):
                     status += Text(", ")
                 status += Text(f"{r[s]} {s}", style=style)
-        table.add_row(r["claim"], PAPER.get(r["paper"], r["paper"]), status, r["by_configuration"])
-    return table
+        body = Text(r["claim"], style="bold") + Text(f" ({PAPER.get(r['paper'], r['paper'])})", style="dim")
+        body += Text("\nruns: ") + status
+        for part in str(r["by_configuration"] or "").split(" | "):
+            if part:
+                body += Text("\n") + Text(part)
+        t.add_row(Text(f"{r['n_runs']} runs"), body)
+    console.print(t)
 
 
 def register(app: typer.Typer) -> None:
@@ -67,7 +117,7 @@ def register(app: typer.Typer) -> None:
         target: Annotated[str, typer.Argument(help="a run directory or a sweep directory")],
         models: Annotated[bool, typer.Option(
             help="load the checkpoints: tap order, feature tap, paired test of truncation vs early stopping")] = True,
-        rules: Annotated[bool, typer.Option(help="show each claim's rule")] = True,
+        rules: Annotated[bool, typer.Option(help="also print each claim's rule (docs/definitions.md)")] = False,
         device: Annotated[str, typer.Option(help="cpu, cuda, ...")] = "cpu",
     ) -> None:
         """Score every claim of the two papers on a run (or each run of a sweep, then count the
@@ -88,10 +138,10 @@ def register(app: typer.Typer) -> None:
                     fail(str(exc))
             if sv.table.empty:
                 fail(f"no run of {target} has metrics yet")
-            console.print(sweep_claims_table(sv.table, f"claims over {len(sv.per_run)} runs: {target}"))
+            print_sweep_claims(sv.table, f"claims over {len(sv.per_run)} runs of\n{target}")
             for note in sv.notes:
-                console.print(Text("note: ", style="yellow") + Text(note), soft_wrap=True)
-            console.print(f"verdicts written to [bold]{p / 'verdict.json'}[/] and each run's verdict.json")
+                console.print(Text("note: ", style="yellow") + Text(note))
+            console.print(Text("written: ") + Text(str(p / "verdict.json")) + Text(" and each run's verdict.json"))
             return
         if not (p / "config.json").exists():
             fail(f"{target} is neither a run (config.json) nor a sweep (sweep.json)")
@@ -102,8 +152,13 @@ def register(app: typer.Typer) -> None:
                 rv = run_verdict(p, models=models, device=device)
             except (ValueError, FileNotFoundError) as exc:
                 fail(str(exc))
-        console.print(claims_table(rv.claims, f"claims: {target}", rules=rules))
+        console.print(Text("claims of\n", style="bold") + Text(target), soft_wrap=True)
+        print_claims(rv.claims, target, rules=rules)
         for note in rv.notes:
-            console.print(Text("note: ", style="yellow") + Text(note), soft_wrap=True)
+            console.print(Text("note: ", style="yellow") + Text(note))
         counts = {s: sum(c.status == s for c in rv.claims) for s in STATUS_STYLE}
-        console.print(", ".join(f"{n} {s}" for s, n in counts.items() if n) + f"; written to {p / VERDICT_FILE}")
+        console.print(", ".join(f"{n} {s}" for s, n in counts.items() if n) + f" (of {len(rv.claims)} claims)",
+                      highlight=False)
+        console.print(Text("written: ") + Text(str(p / VERDICT_FILE)), soft_wrap=True)
+        if not rules:
+            console.print("add --rules for the rule behind each status", highlight=False)

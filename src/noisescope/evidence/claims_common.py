@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from noisescope.evidence.claim_rules import claim_rule
 from noisescope.evidence.intervals import Accuracy
 from noisescope.metrics import curve, select
 
@@ -26,7 +27,8 @@ class Claim:
 
     Attributes:
         key: short identifier; text: the claim; paper: ``"kubo"`` or ``"malignant_tail"``;
-        status: see the module docstring; numbers: what the rule used; rule: the rule, in words;
+        status: see the module docstring; numbers: what the rule used; rule: the rule, in words
+        (docs/definitions.md, "Claim rules");
         command: how to measure it (``"not measured"`` only); summary: one sentence with numbers.
     """
 
@@ -106,13 +108,16 @@ def _memorization_rose(m: pd.DataFrame, a: int, b: int, n_by_subset: dict | None
         "noisy_obs_acc_from": va, "noisy_obs_acc_to": vb, "memorization_margin": need}
 
 
-# key -> (claim text, paper, rule = the claim function's docstring); filled by claims_kubo / claims_tail
+# key -> (claim text, paper, the claim function's docstring); filled by claims_kubo / claims_tail
 CLAIM_TEXT: dict[str, tuple[str, str, str]] = {}
 
 
 def _claim(key: str, status: str, numbers: dict, summary: str, command: str = "") -> Claim:
-    text, paper, rule = CLAIM_TEXT[key]
-    return Claim(key, text, paper, status, numbers, rule, command if status == NOT_MEASURED else "", summary)
+    """A scored claim; its rule is the reader's text of docs/definitions.md
+    (``evidence.claim_rules``), the function's docstring only for a claim without one."""
+    text, paper, doc = CLAIM_TEXT[key]
+    return Claim(key, text, paper, status, numbers, claim_rule(key, doc), command if status == NOT_MEASURED else "",
+                 summary)
 
 
 def _nearest(epochs: list[int], target: int) -> int:

@@ -16,7 +16,9 @@ Definitions (one each; ``docs/definitions.md`` quotes them):
   deviation s (divisor m - 1), and the t-interval of the mean
   mean +- t_{1 - alpha/2, m - 1} s / sqrt(m). With one seed s and the interval are NaN: a single
   seed shows no spread. Non-finite values (a failed or missing run) are dropped and counted in
-  ``n_dropped``.
+  ``n_dropped``. A quantity with a bounded domain (a ratio or a count is >= 0, an accuracy or a
+  share lies in [0, 1]) passes it as ``domain``: the interval is clipped to it (the mean of values
+  in the domain lies in it; the symmetric t-interval may not), and the summary says it was clipped.
 """
 
 from __future__ import annotations
@@ -28,6 +30,17 @@ from dataclasses import dataclass
 import numpy as np
 
 SINGLE_SEED = "a single seed shows no spread"
+#: domains of bounded quantities (``aggregate_seeds(..., domain=...)``)
+REAL = (-math.inf, math.inf)
+NON_NEGATIVE = (0.0, math.inf)
+UNIT = (0.0, 1.0)
+
+
+def fmt(x: float, digits: int = 3) -> str:
+    """``x`` to ``digits`` decimals, never ``-0.000`` (a negative that rounds to zero prints as
+    ``0.000``)."""
+    s = f"{x:.{digits}f}"
+    return s[1:] if s.startswith("-") and float(s) == 0 else s
 
 
 def _check_confidence(confidence: float) -> float:
@@ -130,6 +143,7 @@ class SeedSummary:
         low, high: t-interval of the mean at ``confidence``; NaN for fewer than two seeds.
         n_dropped: non-finite values left out.
         note: ``"a single seed shows no spread"`` for one seed, else "".
+        clipped: the t-interval reached beyond the quantity's domain and was clipped to it.
     """
 
     mean: float
@@ -140,20 +154,28 @@ class SeedSummary:
     confidence: float = 0.95
     n_dropped: int = 0
     note: str = ""
+    clipped: bool = False
 
     def __str__(self) -> str:
         if self.n_seeds == 0:
             return "no seed"
         if self.n_seeds == 1:
-            return f"{self.mean:.3f} (1 seed; {SINGLE_SEED})"
+            return f"{fmt(self.mean)} (1 seed; {SINGLE_SEED})"
         pct = f"{100 * self.confidence:g}%"
-        return (f"{self.mean:.3f} +- {self.std:.3f} (sd, {self.n_seeds} seeds; "
-                f"{pct} t-interval [{self.low:.3f}, {self.high:.3f}])")
+        clip = ", clipped to the domain" if self.clipped else ""
+        return (f"{fmt(self.mean)} +- {fmt(self.std)} (sd, {self.n_seeds} seeds; "
+                f"{pct} t-interval [{fmt(self.low)}, {fmt(self.high)}]{clip})")
 
 
-def aggregate_seeds(values: Iterable[float], confidence: float = 0.95) -> SeedSummary:
-    """Mean, sample std and t-interval of the mean over seeds (module docstring)."""
+def aggregate_seeds(values: Iterable[float], confidence: float = 0.95,
+                    domain: tuple[float, float] = REAL) -> SeedSummary:
+    """Mean, sample std and t-interval of the mean over seeds (module docstring), the interval
+    clipped to ``domain`` (e.g. :data:`NON_NEGATIVE` for a ratio, :data:`UNIT` for an accuracy;
+    the values themselves are not changed)."""
     conf = _check_confidence(confidence)
+    lo_dom, hi_dom = float(domain[0]), float(domain[1])
+    if not lo_dom < hi_dom:
+        raise ValueError(f"domain must be (low, high) with low < high, got {domain}")
     v = np.asarray(list(values), dtype=float).reshape(-1)
     finite = v[np.isfinite(v)]
     dropped = int(v.size - finite.size)
@@ -168,4 +190,5 @@ def aggregate_seeds(values: Iterable[float], confidence: float = 0.95) -> SeedSu
 
     sd = float(finite.std(ddof=1))
     half = float(stats.t.ppf(1.0 - (1.0 - conf) / 2.0, m - 1)) * sd / math.sqrt(m)
-    return SeedSummary(mean, sd, m, mean - half, mean + half, conf, dropped, "")
+    low, high = max(lo_dom, mean - half), min(hi_dom, mean + half)
+    return SeedSummary(mean, sd, m, low, high, conf, dropped, "", (low, high) != (mean - half, mean + half))

@@ -22,7 +22,7 @@ from typing import Any
 import pandas as pd
 
 from noisescope.evidence.claims import STATUSES, Claim, claim_wider_larger_tail, jsonable
-from noisescope.evidence.intervals import aggregate_seeds
+from noisescope.evidence.intervals import NON_NEGATIVE, UNIT, aggregate_seeds
 
 
 def _get(nums: dict, *keys: str) -> float:
@@ -60,21 +60,25 @@ def _ratio(a: str, b: str) -> Callable[[dict], float]:
     return lambda n: _get(n, a) / _get(n, b) if _get(n, b) else float("nan")
 
 
-#: claim key -> (what the number is, how to read it from ``Claim.numbers``)
-KEY_NUMBERS: dict[str, tuple[str, Callable[[dict], float]]] = {
-    "clean_before_noisy": ("epochs between clean and noisy fit", _diff("t_noisy", "t_clean")),
-    "test_error_rises": ("test acc fall after early stopping", _diff("test_acc_early_stop", "test_acc_final")),
-    "double_descent": ("re-generalization gain", lambda n: _get(n, "gain")),
-    "separation_outward": ("cosine drop shallow -> deep", _ends("separation")),
-    "large_activation": ("largest max/median ratio", _largest("ratio")),
-    "test_alignment": ("alignment correct - wrong", _diff("alignment_correct", "alignment_wrong")),
+#: claim key -> (what the number is, how to read it from ``Claim.numbers``, its domain: the
+#: t-interval over seeds is clipped to it, ``evidence.intervals.aggregate_seeds``)
+KEY_NUMBERS: dict[str, tuple[str, Callable[[dict], float], tuple[float, float]]] = {
+    "clean_before_noisy": ("noisy fit (observed labels) when the clean fit reached 0.5",
+                           lambda n: _get(n, "noisy_obs_acc_at_t_clean"), UNIT),
+    "test_error_rises": ("test acc fall after early stopping", _diff("test_acc_early_stop", "test_acc_final"),
+                         (-1.0, 1.0)),
+    "double_descent": ("re-generalization gain", lambda n: _get(n, "gain"), (0.0, 1.0)),
+    "separation_outward": ("cosine drop shallow -> deep", _ends("separation"), (-2.0, 2.0)),
+    "large_activation": ("largest max/median ratio", _largest("ratio"), NON_NEGATIVE),
+    "test_alignment": ("alignment correct - wrong", _diff("alignment_correct", "alignment_wrong"), (-4.0, 4.0)),
     "effective_rank_grows": ("effective rank ratio final / early stop",
-                             _ratio("effective_rank_to", "effective_rank_from")),
-    "noise_in_tail": ("noisy fit at d*", lambda n: _get(n, "noisy_at_d")),
-    "rank_risk_valley": ("d (1se) on the clean-test probe curve", lambda n: _get(n, "d_opt")),
-    "truncation_vs_early_stop": ("test acc truncated - early stop", _diff("acc_truncated", "acc_early_stop")),
-    "systematic_noise_in_signal": ("noisy fit at d*", lambda n: _get(n, "noisy_at_d")),
-    "no_tail_at_init": ("noise-dominated variance share at init", lambda n: _get(n, "variance_share")),
+                             _ratio("effective_rank_to", "effective_rank_from"), NON_NEGATIVE),
+    "noise_in_tail": ("noisy fit at d*", lambda n: _get(n, "noisy_at_d"), UNIT),
+    "rank_risk_valley": ("d (1se) on the clean-test probe curve", lambda n: _get(n, "d_opt"), NON_NEGATIVE),
+    "truncation_vs_early_stop": ("test acc truncated - early stop", _diff("acc_truncated", "acc_early_stop"),
+                                 (-1.0, 1.0)),
+    "systematic_noise_in_signal": ("noisy fit at d*", lambda n: _get(n, "noisy_at_d"), UNIT),
+    "no_tail_at_init": ("noise-dominated variance share at init", lambda n: _get(n, "variance_share"), UNIT),
 }
 
 
@@ -146,7 +150,7 @@ def aggregate(per_run: dict[str, list[Claim]], groups: dict[str, list[str]],
             continue
         by_run = {r: next((c for c in cl if c.key == key), None) for r, cl in per_run.items()}
         statuses = [c.status for c in by_run.values() if c is not None]
-        label = KEY_NUMBERS.get(key, ("", None))[0]
+        label, _fn, domain = KEY_NUMBERS.get(key, ("", None, (-math.inf, math.inf)))
         parts = []
         for g, runs in groups.items():
             cl = [by_run[r] for r in runs if by_run.get(r) is not None]
@@ -155,7 +159,7 @@ def aggregate(per_run: dict[str, list[Claim]], groups: dict[str, list[str]],
             text = status_counts([c.status for c in cl])
             vals = [key_number(c) for c in cl]
             if label and any(math.isfinite(v) for v in vals):
-                text += f"; {label}: {aggregate_seeds(vals)}"
+                text += f"; {label}: {aggregate_seeds(vals, domain=domain)}"
             parts.append(f"{g}: {text}" if g else text)
         rows.append({"key": key, "claim": info[key].text, "paper": info[key].paper, "n_runs": len(statuses),
                      **{s: statuses.count(s) for s in STATUSES}, "status": status_counts(statuses),

@@ -194,7 +194,13 @@ def read_verdict(path: str | Path, metrics: pd.DataFrame | None = None) -> dict 
 
 
 def claims_from_json(data: dict) -> list[Claim]:
-    """The claims of a ``verdict.json``."""
-    return [Claim(**{k: c.get(k, "" if k not in ("numbers",) else {}) for k in
-                     ("key", "text", "paper", "status", "numbers", "rule", "command", "summary")})
-            for c in data.get("claims", [])]
+    """The claims of a ``verdict.json``, each with the current reader's rule
+    (``evidence.claim_rules``; a file written by an older version holds another text)."""
+    from noisescope.evidence.claim_rules import claim_rule
+
+    claims = [Claim(**{k: c.get(k, "" if k not in ("numbers",) else {}) for k in
+                       ("key", "text", "paper", "status", "numbers", "rule", "command", "summary")})
+              for c in data.get("claims", [])]
+    for c in claims:
+        c.rule = claim_rule(c.key, c.rule)
+    return claims

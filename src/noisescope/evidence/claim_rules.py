@@ -1,0 +1,113 @@
+"""The rule of each claim of the scorecard, in words for readers: what ``noisescope verdict
+--rules`` and the report print.
+
+The definition is docs/definitions.md, section "Claim rules"; these are the same texts, word
+for word (``tests/test_verdict.py`` compares them), shipped with the package because docs/ is
+not. Edit both together. Plain text: no markup, no code names.
+"""
+
+from __future__ import annotations
+
+#: claim key -> its rule, one paragraph
+CLAIM_RULES: dict[str, str] = {
+    "clean_before_noisy": (
+        "t_clean and t_noisy are the first probed epochs at which the training accuracy reaches 0.5: of the "
+        "clean samples, and of the noisy samples against their observed (wrong) labels. Supported when t_clean "
+        "< t_noisy, or when the noisy samples never reach 0.5; not supported when t_noisy < t_clean; "
+        "inconclusive when both first reach it at the same probe (the schedule cannot order them) or the clean "
+        "samples never do. Key number: the noisy samples' accuracy against their observed labels at t_clean."
+    ),
+    "test_error_rises": (
+        "From the early-stopping epoch e (the best noisy-validation accuracy) to the final epoch. "
+        "Memorization rose when the noisy samples' accuracy against their observed labels rose by more than "
+        "the width of its 95% Wilson interval at e (by more than 0.10 when n is unknown). Supported when "
+        "memorization rose and the clean test accuracy fell by more than the width of its Wilson interval at "
+        "e; not supported when memorization rose but the test accuracy did not fall that much; inconclusive "
+        "when memorization did not rise (nothing to attribute a rise to) or the test n is unknown. Key "
+        "number: test accuracy at e minus test accuracy at the final epoch."
+    ),
+    "double_descent": (
+        "The run's epoch-wise double-descent detection on the test-error curve (a minimum, a later peak and a "
+        "later second minimum). Supported when one is detected and its gain (peak error minus second-minimum "
+        "error) exceeds the width of the test accuracy's Wilson interval at the peak; inconclusive when the "
+        "gain is smaller. When none is detected: not supported if at least 90% of the noisy labels were "
+        "memorized by the final epoch, else inconclusive (train longer: the second descent follows "
+        "memorization). Key number: the gain."
+    ),
+    "separation_outward": (
+        "At the final signals epoch, the separation cosine between the clean and the noisy class means "
+        "(noisy samples grouped by true label) of each tap, shallow to deep; lower means more separated. "
+        "Supported when it never rises by more than 0.02 from one tap to the next and the deepest tap's cosine "
+        "is at least 0.05 below the shallowest's; not supported otherwise; inconclusive with fewer than two "
+        "taps. Key number: shallowest minus deepest cosine."
+    ),
+    "large_activation": (
+        "At the final signals epoch each tap's max/median activation ratio is flagged large, not large or "
+        "undecided against the threshold 100 (the median's relative error decides the borderline). Among the "
+        "large taps, take the one with the largest ratio. Supported when it lies in the shallow half of the "
+        "taps and its neuron follows the input (R^2 from the input at least its eta^2 with the label, not both "
+        "below 0.1). Not supported when no tap is large, when the largest is in the deep half, or when its "
+        "neuron follows the label or neither. Inconclusive with one tap, with undecided flags and no large "
+        "tap, or when the neuron's dependence is undecided. Key number: the largest ratio."
+    ),
+    "test_alignment": (
+        "At the final signals epoch on the deepest signals tap: supported when the mean alignment of correctly "
+        "predicted test samples is above 0 and that of wrongly predicted ones below 0 (alignment: cosine to "
+        "the clean minus cosine to the noisy class mean of the prediction); not supported otherwise; "
+        "inconclusive when either mean is missing or rests on fewer than 10 samples. Key number: mean "
+        "alignment of correct minus wrong predictions."
+    ),
+    "effective_rank_grows": (
+        "Effective rank of the feature tap's training spectrum at the spectral epoch nearest early stopping and "
+        "at the final spectral epoch. Supported when memorization rose between them (as for \"test error "
+        "rises\") and the effective rank grew by at least 10%; not supported when memorization rose and it "
+        "did not; inconclusive when memorization did not rise. Key number: final over early-stopping "
+        "effective rank."
+    ),
+    "noise_in_tail": (
+        "At the final spectral epoch on the feature tap, the fit of the training samples (against observed "
+        "labels) when the features are truncated to d* (chosen on noisy validation) against the untruncated "
+        "fit. Supported when truncation at least halves the noisy samples' fit and lowers the clean samples' "
+        "fit by at most 5 points (both judged on Wilson intervals); not supported when the noisy fit survives "
+        "or the clean fit goes too; inconclusive when fewer than half of the noisy labels were memorized or an "
+        "interval straddles a boundary. Key number: the noisy fit at d*."
+    ),
+    "rank_risk_valley": (
+        "Only with a planted signal dimension k* (synthetic data). On the clean-test accuracy curve of the "
+        "spectral linear probe of the feature tap at the final spectral epoch, d_opt is the "
+        "one-standard-error choice of d. Supported when d_opt is within max(2, 20% of k*) of k* and the "
+        "accuracy falls beyond the optimum by more than its Wilson interval width: a valley of risk near k*. "
+        "Not supported otherwise; inconclusive when the test n is unknown. Key number: d_opt."
+    ),
+    "truncation_vs_early_stop": (
+        "The final model truncated to d* (original head) against the early-stopped model on the clean test "
+        "set. With both models' per-sample correctness (from the checkpoints): supported when the truncated "
+        "accuracy is at least the early-stopped one; not supported when it is lower and McNemar's exact "
+        "p < 0.05; inconclusive otherwise. From the metrics alone: supported when it is at least as high; not "
+        "supported when its Wilson interval lies wholly below the early-stopped one; inconclusive otherwise. "
+        "Key number: truncated minus early-stopped test accuracy."
+    ),
+    "systematic_noise_in_signal": (
+        "Only with systematic (pair-flip) noise. With the numbers of \"noise in the tail\": supported when at "
+        "least half of the noisy labels are memorized and the lower Wilson bound of the noisy fit at d* stays "
+        "above half its untruncated value (truncation does not remove systematic noise: it sits in the top "
+        "components); not supported when the noise-in-the-tail rule says supported; inconclusive otherwise. "
+        "Key number: the noisy fit at d*."
+    ),
+    "no_tail_at_init": (
+        "At epoch 0 (the untrained network) on the feature tap: supported when the noise-dominated components "
+        "(noise share at least the threshold tau) hold less than 1% of the variance; not supported otherwise. "
+        "Key number: that variance share."
+    ),
+    "wider_larger_tail": (
+        "Only with a sweep over width. The tail size of a run is the share of the feature tap's variance "
+        "beyond d* at its final spectral epoch. Supported when it never decreases with width and the widest "
+        "run's exceeds the narrowest's; not supported when the widest's does not exceed the narrowest's; "
+        "inconclusive otherwise (not monotone). Scored once per seed."
+    ),
+}
+
+
+def claim_rule(key: str, fallback: str = "") -> str:
+    """The reader's rule of claim ``key`` (:data:`CLAIM_RULES`), else ``fallback``."""
+    return CLAIM_RULES.get(key, fallback)
