@@ -371,6 +371,30 @@ def test_auroc_ap_agree_with_sklearn_and_ties():
     assert auroc(s, np.array([False, True, False, False])) == 1.0
 
 
+def test_average_ranks_match_scipy_with_ties_and_infinities():
+    from scipy.stats import rankdata
+
+    from noisescope.detect.evaluate import average_ranks
+
+    assert average_ranks(np.array([3.0, 1.0, 3.0, 2.0, np.inf])).tolist() == [3.5, 1.0, 3.5, 2.0, 5.0]
+    rng = np.random.default_rng(1)
+    for s in (rng.integers(0, 5, 300).astype(float), rng.normal(size=300)):
+        np.testing.assert_array_equal(average_ranks(s), rankdata(s, method="average"))
+    assert average_ranks(np.zeros(0)).shape == (0,)
+    with pytest.raises(ValueError, match="NaN"):
+        average_ranks(np.array([0.0, np.nan]))
+
+
+def test_evaluation_imports_no_scikit_learn():
+    import subprocess
+    import sys
+
+    code = ("import sys, numpy as np; from noisescope.detect.evaluate import evaluate_scores; "
+            "evaluate_scores({'a': np.arange(10.0)}, np.arange(10) > 6); print('sklearn' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "False"
+
+
 def test_evaluate_scores_table():
     m = np.array([True, True, False, False, False, False, False, False, False, True])
     s = {"perfect": m.astype(float), "ties": np.zeros(10), "inverse": -m.astype(float)}

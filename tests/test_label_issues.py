@@ -44,7 +44,7 @@ def run_dir(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def result(run_dir):
-    return find_label_issues(run_dir)
+    return find_label_issues(run_dir, methods="all")
 
 
 def expected_methods() -> list[str]:
@@ -85,7 +85,7 @@ def test_scrambled_true_labels_leave_every_score_unchanged(run_dir, result, monk
                                                                                data.y_train.shape, generator=g),
                                 "y_val_true": torch.zeros_like(data.y_val_true)})
     monkeypatch.setattr(Run, "data", property(lambda self: scrambled))
-    other = find_label_issues(run_dir, write=False)
+    other = find_label_issues(run_dir, methods="all", write=False)
     for m, s in result.scores.items():
         np.testing.assert_array_equal(other.scores[m], s, err_msg=m)
         np.testing.assert_array_equal(other.flags[m], result.flags[m], err_msg=m)
@@ -133,7 +133,7 @@ def test_cli_refuses_a_directory_that_is_no_run(tmp_path):
 
 def test_without_cleanlab_its_methods_are_skipped_with_the_reason(run_dir, monkeypatch):
     monkeypatch.setattr(li, "cleanlab_available", lambda: False)
-    res = find_label_issues(run_dir, methods=None, write=False)
+    res = find_label_issues(run_dir, methods="all", write=False)
     assert "cleanlab" not in res.scores and "pip install" in res.skipped["cleanlab"]
     with pytest.raises(ValueError, match="cleanlab is not installed"):
         find_label_issues(run_dir, methods=["cleanlab"], write=False)
@@ -206,3 +206,116 @@ def test_report_section_says_what_is_missing_then_shows_the_table(run_dir, tmp_p
                           "predicted": np.zeros(12, dtype=int)})
     path = suspects_figure(table, imgs, tmp_path / "top.png", top=10)
     assert path is not None and path.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_the_default_is_the_consensus_of_the_recorded_and_one_pass_detectors(run_dir):
+    res = find_label_issues(run_dir, write=False)
+    assert res.methods == list(li.DEFAULT_METHODS)
+    # aum_early is aum again when early stopping is the last epoch: the same ranking counts once
+    same = np.array_equal(res.scores["aum"], res.scores["aum_early"])
+    assert same == (res.info["settings"]["early_stop_probed_epoch"] == res.info["margins_epochs"][-1])
+    assert res.consensus_of == [m for m in li.DEFAULT_METHODS if not (same and m == "aum_early")]
+    assert res.info["default"]["is_default"] and res.info["default"]["ranking"] == "consensus"
+    assert res.table["score_consensus"].is_monotonic_decreasing
+    assert res.info["flag_rules"]["consensus"] == li.FLAG_RULES["consensus"]
+    # the one early-stopped pass gives the logits and the features together
+    assert res.info["shared_seconds"]["features"] < res.info["shared_seconds"]["early_logits"] + 1
+    assert not find_label_issues(run_dir, methods=["knn", "aum"], write=False).info["default"]["is_default"]
+
+
+def test_consensus_counts_each_distinct_ranking_once():
+    from noisescope.runs.label_issues_scores import consensus, consensus_members
+
+    a = np.array([1.0, 2.0, 3.0, 4.0])
+    c = np.array([4.0, 3.0, 2.0, 1.0])
+    flags = {"a": a > 2, "b": a > 2, "c": c > 2}
+    # b = 2a is a's ranking again: it counts once, so a and c balance exactly
+    score, flag = consensus({"a": a, "b": 2 * a, "c": c}, flags)
+    assert consensus_members({"a": a, "b": 2 * a, "c": c}) == ["a", "c"]
+    np.testing.assert_allclose(score, [0.625] * 4)
+    assert flag.all()  # 1 of the 2 distinct detectors flags every sample (half is enough)
+    # counted twice, the old rule tilted the consensus toward a
+    assert consensus({"a": a, "c": c}, flags)[0].tolist() == score.tolist()
+    # cleanlab's in-sample score is disagreement's by definition: dropped even when rounding differs
+    s = {"disagreement": a, "cleanlab": a + np.array([0, 1e-9, 0, 0]), "aum": c, "cleanlab_cv": a}
+    assert consensus_members(s) == ["disagreement", "aum"]
+
+
+@pytest.mark.skipif(not HAS_CLEANLAB, reason="cleanlab not installed (optional peer: pip install noisescope[cleanlab])")
+def test_cleanlab_cv_writes_its_own_files_and_leaves_the_default_alone(run_dir):
+    first = find_label_issues(run_dir)
+    before = pd.read_parquet(run_dir / li.PARQUET)
+    res = CliRunner().invoke(app, ["label-issues", str(run_dir), "--cleanlab-cv", "2", "--top", "0"])
+    assert res.exit_code == 0, res.output
+    after = pd.read_parquet(run_dir / li.PARQUET)
+    pd.testing.assert_frame_equal(before, after)  # same default ranking, same file content
+    assert "score_cleanlab_cv" not in after
+    cv = pd.read_parquet(run_dir / li.CV_PARQUET)
+    assert cv["score_cleanlab_cv"].is_monotonic_decreasing and sorted(cv["index"]) == list(range(len(cv)))
+    info = json.loads((run_dir / li.CV_JSON).read_text())
+    assert info["cleanlab_cv"]["folds"] == 2
+    assert flagged_mask(run_dir, "cleanlab_cv").sum() == cv["flag_cleanlab_cv"].sum()
+    said = " ".join(res.output.split())
+    assert "label_issues_cleanlab_cv.parquet" in said and "the default ranking is unchanged" in said
+    assert first.consensus_of == json.loads((run_dir / li.JSON).read_text())["consensus_of"]
+
+
+class _Clock:
+    """A perf_counter that advances 0.125 s per call: the same timings on every render."""
+
+    def __init__(self) -> None:
+        self.t = 0.0
+
+    def perf_counter(self) -> float:
+        self.t += 0.125
+        return self.t
+
+
+def test_cli_output_fits_80_columns_and_says_what_is_default(run_dir, monkeypatch):
+    from width80 import assert_fits
+
+    from noisescope.runs import label_issues_scores
+
+    monkeypatch.setattr(li, "time", _Clock())
+    monkeypatch.setattr(label_issues_scores, "time", _Clock())
+    out = " ".join(assert_fits(["label-issues", str(run_dir), "--top", "5"]).split())
+    assert "consensus *" in out and "* default: ranking and flags of the consensus" in out
+    k = len(json.loads((run_dir / li.JSON).read_text())["consensus_of"])
+    assert f"{k} distinct rankings" in out and f"flagged when {-(-k // 2)} of {k} flag" in out
+    # precision and recall at n noisy samples are one number, said once and explained
+    assert "P=R@n" in out and "R@r" not in out and "the same number (TP / n)" in out
+    # every detector's noise-rate estimate beside the truth, and the run's time beside the seconds
+    truth = float(load_run(run_dir).data.noise_mask.float().mean())
+    assert f"(true {truth:.3f})" in out and "est." in out and "% run" in out
+    assert "training run" in out and "% of it" in out
+    info = json.loads((run_dir / li.JSON).read_text())
+    assert info["percent_of_run"] == pytest.approx(100 * info["total_seconds"] / info["run_seconds_approx"])
+    out = " ".join(assert_fits(["label-issues", str(run_dir), "--top", "0", "-m", "all"]).split())
+    if HAS_CLEANLAB:
+        assert "cleanlab counts once, as disagreement (same ranking)" in out
+        assert "not the default detectors" in out
+
+
+def test_run_prints_the_realized_rate_of_matrix_noise(tmp_path):
+    toml = tmp_path / "t.toml"
+    toml.write_text(f"""
+[data]
+name = "synthetic"
+options = {{ n_train = 200, n_test = 50, dim = 8, k_star = 2, num_classes = 2 }}
+[noise]
+model = "transition"
+options = {{ matrix = [[0.7, 0.3], [0.2, 0.8]] }}
+[model]
+arch = "mlp"
+options = {{ widths = [8] }}
+[train]
+epochs = 1
+device = "cpu"
+[run]
+root = "{tmp_path}"
+name = "matrix"
+""")
+    res = CliRunner().invoke(app, ["run", str(toml)])
+    assert res.exit_code == 0, res.output
+    assert "noise transition (rate set by its matrix; realized 0." in " ".join(res.output.split())
+    assert "rate 0 (" not in res.output

@@ -13,12 +13,18 @@ from rich.table import Table
 
 from noisescope.cli.common import cell, console, fail
 
-EVAL_COLUMNS = [("detector", "detector"), ("auroc", "AUROC"), ("ap", "AP"),
-                ("precision_at_rate", "P@r"), ("recall_at_rate", "R@r"),
-                ("precision_flagged", "P fl"), ("recall_flagged", "R fl"),
-                ("estimated_rate", "est")]
-EVAL_LEGEND = ("P@r / R@r: precision / recall of the top round(rate N) scores; P fl / R fl: of the detector's own "
-               "flags; est: flagged fraction (estimated noise rate)")
+QUALITY_COLUMNS = [("detector", "detector"), ("auroc", "AUROC"), ("ap", "AP"),
+                   ("precision_at_rate", "P=R@n"), ("precision_flagged", "P fl"),
+                   ("recall_flagged", "R fl"), ("f1_flagged", "F1 fl")]
+QUALITY_LEGEND = ("P=R@n: precision of the top n scores, n = the number of noisy samples; at that "
+                  "cut-off precision and recall are the same number (TP / n). P fl / R fl / F1 fl: of "
+                  "the detector's own flags.")
+DEFAULT_MARK = " *"
+
+
+def _name(m: str, info: dict) -> str:
+    """A detector's row name; the default ranking and flags (consensus) marked with ``*``."""
+    return m + DEFAULT_MARK if m == info.get("default", {}).get("ranking", "consensus") else m
 
 
 def _methods(values: list[str]) -> list[str] | None:
@@ -44,45 +50,91 @@ def _d(text: str) -> str | int:
     fail(f"--d must be auto or a positive integer, got {text!r}")
 
 
-def print_top(table, top: int, classes: list[str] | None, methods: list[str]) -> None:
-    out = Table(title=f"top {min(top, len(table))} suspects (of {len(table)} training samples)")
+def print_top(table, top: int, classes: list[str] | None, members: list[str]) -> None:
+    out = Table(title=f"top {min(top, len(table))} suspects of {len(table)} (ranked by consensus *)")
+    out.box, out.pad_edge = box.SIMPLE_HEAD, False
     for name in ("rank", "index", "observed", "predicted", "consensus", "flagged by"):
-        out.add_column(name, justify="right" if name not in ("observed", "predicted", "flagged by") else "left")
+        out.add_column(name, justify="right" if name not in ("observed", "predicted") else "left", no_wrap=True)
 
     def label(c: int) -> str:
         return f"{c} {classes[c]}" if classes and 0 <= c < len(classes) else str(c)
 
     for _, r in table.head(top).iterrows():
-        by = [m for m in methods if bool(r.get(f"flag_{m}", False))]
+        by = [m for m in members if bool(r.get(f"flag_{m}", False))]
         out.add_row(str(r["rank"]), str(r["index"]), label(int(r["observed"])), label(int(r["predicted"])),
-                    cell(float(r["score_consensus"])), f"{len(by)}/{len(methods)}")
+                    cell(float(r["score_consensus"])), f"{len(by)} of {len(members)}")
+    console.print(out)
+
+
+SHARED_NAMES = {"load": "data rebuild", "early_logits": "early-stopped pass", "features": "feature pass",
+                "margins_record": "margins record"}
+
+
+def print_detectors(info: dict, methods: list[str]) -> None:
+    """Each detector's flag rule, its implied noise-rate estimate beside the others' (and the
+    truth when known), and its own seconds, also as % of the training run."""
+    noise = info.get("noise", {})
+    truth = noise.get("realized_rate") if info.get("evaluation") else None
+    run_s = info.get("run_seconds_approx")
+    own = info.get("seconds", {})
+    est = info.get("estimated_rate", {})
+    rules = info.get("flag_rules", {})
+    title = "each detector's flags: estimated noise rate " + (
+        f"(true {cell(truth)})" if truth is not None else "(true rate unknown)")
+    out = Table(title=title)
+    out.box, out.pad_edge = box.SIMPLE_HEAD, False
+    for name in ("detector", "flag rule", "est.", "sec", "% run"):
+        out.add_column(name, justify="left" if name in ("detector", "flag rule") else "right", no_wrap=True)
+
+    def pct(s: float | None) -> str:
+        return cell(100.0 * s / run_s, 1) if s is not None and run_s else "-"
+
+    for m in methods:
+        out.add_row(_name(m, info), rules.get(m, "-"), cell(est.get(m)), cell(own.get(m), 2), pct(own.get(m)))
+    for step, s in info.get("shared_seconds", {}).items():
+        out.add_row(f"({SHARED_NAMES.get(step, step)})", "shared step", "", cell(s, 2), pct(s))
+    total = info.get("total_seconds")
+    out.add_row(_name("consensus", info), rules.get("consensus", "-"), cell(est.get("consensus")),
+                cell(total, 2), pct(total))
     console.print(out)
 
 
 def print_evaluation(evaluation, info: dict) -> None:
     noise = info.get("noise", {})
     out = Table(title=(f"detection quality against the known mask (noise {noise.get('model')}, "
-                       f"{'synthetic' if noise.get('synthetic') else 'not synthetic'}, realized rate "
-                       f"{cell(noise.get('realized_rate'))}, n {info.get('n')})"))
+                       f"{'synthetic' if noise.get('synthetic') else 'not synthetic'}, n {info.get('n')})"))
     out.box, out.pad_edge = box.SIMPLE_HEAD, False
-    for _, name in EVAL_COLUMNS:
-        out.add_column(name, justify="left" if name == "detector" else "right", no_wrap=True,
-                       min_width=18 if name == "detector" else 5)
+    for _, name in QUALITY_COLUMNS:
+        out.add_column(name, justify="left" if name == "detector" else "right", no_wrap=True)
     for _, r in evaluation.iterrows():
-        out.add_row(*[str(r[c]) if c == "detector" else cell(float(r[c]) if r[c] == r[c] else None)
-                      for c, _ in EVAL_COLUMNS])
+        out.add_row(*[_name(str(r[c]), info) if c == "detector" else cell(float(r[c]) if r[c] == r[c] else None)
+                      for c, _ in QUALITY_COLUMNS])
     console.print(out)
-    console.print(EVAL_LEGEND, highlight=False)
+    console.print(QUALITY_LEGEND, highlight=False)
+
+
+def print_default(info: dict) -> None:
+    """Which ranking and flags are the default, and what the consensus averages."""
+    members = info.get("consensus_of", [])
+    half = -(-len(members) // 2)
+    same = "; ".join(f"{m} counts once, as {twin} (same ranking)" for m, twin in info.get("same_ranking", {}).items())
+    state = ("the default detectors" if info.get("default", {}).get("is_default")
+             else "not the default detectors (--method / --checkpoint / --d)")
+    console.print(f"* default: ranking and flags of the consensus, the mean percentile rank over "
+                  f"{len(members)} distinct rankings ({', '.join(members)}; {state}); flagged when "
+                  f"{half} of {len(members)} flag." + (f" {same}." if same else ""), highlight=False)
 
 
 def label_issues(
     run: Annotated[Path, typer.Argument(help="run directory")],
     method: Annotated[list[str], typer.Option(
-        "--method", "-m", help="detector(s), repeatable or comma-separated (default: all the run supports)")] = [],  # noqa: B006
+        "--method", "-m", help="detector(s), repeatable or comma-separated, or all (default: truncated_distance, "
+        "disagreement, aum, aum_early, first_fit)")] = [],  # noqa: B006
     checkpoint: Annotated[str, typer.Option(
         help="model the feature detectors read: early, final or an epoch")] = "early",
     cleanlab_cv: Annotated[int, typer.Option(
-        "--cleanlab-cv", help="also cleanlab on K-fold cross-validated probabilities (K >= 2; 0 = off)")] = 0,
+        "--cleanlab-cv", help="also cleanlab on K-fold cross-validated probabilities (K >= 2; 0 = off), "
+        "written to label_issues_cleanlab_cv.parquet beside the default ranking")] = 0,
     top: Annotated[int, typer.Option(help="rows of the ranked table to print")] = 20,
     d: Annotated[str, typer.Option(
         "--d", help="kept principal components: auto (noisy validation) or an int")] = "auto",
@@ -94,7 +146,7 @@ def label_issues(
     beside them); write RUN/label_issues.parquet and .json; print the top suspects and, where
     the true labels are known, the detection quality."""
     from noisescope.config import ConfigError
-    from noisescope.runs.label_issues import RUN_METHODS, find_label_issues
+    from noisescope.runs.label_issues import CV_PARQUET, JSON, PARQUET, RUN_METHODS, find_label_issues
 
     if not (run / "config.json").exists():
         fail(f"{run} is not a noisescope run (no config.json inside)")
@@ -105,9 +157,7 @@ def label_issues(
     if k < 1:
         fail(f"--k must be >= 1, got {k}")
     methods = _methods(method)
-    if methods == ["all"]:
-        methods = None
-    for m in methods or []:
+    for m in [] if methods == ["all"] else methods or []:
         if m not in RUN_METHODS:
             fail(f"--method {m!r}: choose from {', '.join(RUN_METHODS)} (or all)")
     ckpt, dd = _checkpoint(checkpoint), _d(d)
@@ -119,7 +169,8 @@ def label_issues(
             def on_step(name: str, done: int, total: int) -> None:
                 progress.update(task, description=name, completed=done, total=total)
 
-            res = find_label_issues(run, methods, ckpt, dd, k, cleanlab_cv, seed, device=device, progress=on_step)
+            res = find_label_issues(run, "all" if methods == ["all"] else methods, ckpt, dd, k, cleanlab_cv, seed,
+                                    device=device, progress=on_step)
     except (ValueError, FileNotFoundError, ImportError, ConfigError) as exc:
         fail(str(exc).splitlines()[0] if str(exc) else repr(exc))
     info = res.info
@@ -128,15 +179,28 @@ def label_issues(
                   f"({st['checkpoint']}), early stopping at epoch {st['early_stop_epoch']}", highlight=False)
     for m, why in res.skipped.items():
         console.print(f"skipped {m}: {why}", highlight=False)
+    print_default(info)
     if top:
-        print_top(res.table, top, info.get("classes"), res.methods)
+        print_top(res.table, top, info.get("classes"), info.get("consensus_of", []))
+    print_detectors(info, res.methods)
     if res.evaluation is not None:
         print_evaluation(res.evaluation, info)
     else:
         console.print("no evaluation: the run's labels hold no noise (the mask is empty)")
-    times = ", ".join(f"{m} {v:.2f}s" for m, v in info["cost_seconds"].items())
-    console.print(f"seconds per detector (with the shared steps each needs): {times}", highlight=False)
-    console.print(f"wrote {run / 'label_issues.parquet'} and {run / 'label_issues.json'}", highlight=False)
+    run_s = info.get("run_seconds_approx")
+    total = info["total_seconds"]
+    if run_s:
+        console.print(f"training run {run_s:.1f} s (env.json start to the last status write); these "
+                      f"detectors {total:.2f} s in all = {100 * total / run_s:.1f}% of it (the consensus "
+                      "row: every step).", highlight=False)
+    else:
+        console.print(f"these detectors {total:.2f} s (the run's own time is not recorded: resumed or "
+                      "incomplete run).", highlight=False)
+    wrote = f"wrote {run / PARQUET} and {JSON} (ranked by {st['rank_by']})"
+    if res.cv_table is not None:
+        wrote += (f"; cleanlab_cv to its own {CV_PARQUET} and .json (not in the consensus; the default "
+                  "ranking is unchanged)")
+    console.print(wrote, highlight=False)
 
 
 def register(app: typer.Typer) -> None:

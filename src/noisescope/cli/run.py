@@ -38,8 +38,10 @@ def execute(cfg: Config, quiet: bool = False, loggers: list[str] | None = None,
     console.print(
         f"data [bold]{d.name}[/]: {len(d.x_train)} train / {len(d.x_val)} noisy-val / "
         f"{len(d.x_test)} test, input {tuple(d.input_shape)}, {d.num_classes} classes; "
-        f"noise {cfg.noise.model} rate {cfg.noise.rate:g} (realized "
-        f"{float(d.noise_mask.float().mean()):.3f})"
+        f"noise {cfg.noise.model} "
+        + {"transition": "(rate set by its matrix; realized ", "file": "(labels from its file; realized ",
+           "none": "(realized "}.get(cfg.noise.model, f"rate {cfg.noise.rate:g} (realized ")
+        + f"{float(d.noise_mask.float().mean()):.3f})"
     )
     console.print(f"model [bold]{cfg.model.arch}[/] {cfg.model.options} -> run {prepared.path}")
     columns = [
@@ -105,7 +107,7 @@ def print_summary(s: dict, title: str = "") -> None:
     for key, value in s.items():
         if key.endswith("_acc") and isinstance(value, float) and value == value and _sample_count(s, key):
             value = str(Accuracy.from_value(value, _sample_count(s, key)))
-        elif key == "double_descent":
+        elif key in ("double_descent", "double_descent_loss"):
             value = (
                 "none detected" if not value else
                 f"min@{value['first_min_epoch']} peak@{value['peak_epoch']} "

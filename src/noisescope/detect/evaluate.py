@@ -1,11 +1,13 @@
 """Scoring detectors where the noise mask is known (synthetic noise, the analysis side only).
 
-For each detector: AUROC and average precision of its scores against the mask (scikit-learn's
-``roc_auc_score`` / ``average_precision_score``: tied scores count 1/2 in the AUROC, and AP
-steps over distinct score values, so tie order never matters); precision, recall and F1 of the
-top round(rate * N) scores, rate the realized noise rate (the oracle budget; ties broken by
-lower sample index); and, when the detector flags samples itself, precision / recall / F1 of
-its flags and its implied noise-rate estimate (the flagged fraction) next to the realized one.
+For each detector: AUROC and average precision of its scores against the mask (the same numbers
+as scikit-learn's ``roc_auc_score`` / ``average_precision_score``, computed here in numpy so that
+no scikit-learn import is paid: tied scores count 1/2 in the AUROC, and AP steps over distinct
+score values, so tie order never matters); precision, recall and F1 of the top round(rate * N)
+scores, rate the realized noise rate (the oracle budget; ties broken by lower sample index; at
+k = the number of noisy samples, precision and recall are the same number, TP / k); and, when
+the detector flags samples itself, precision / recall / F1 of its flags and its implied
+noise-rate estimate (the flagged fraction) next to the realized one.
 """
 
 from __future__ import annotations
@@ -63,24 +65,53 @@ def precision_recall_f1(flagged: np.ndarray, mask: np.ndarray) -> tuple[float, f
     return p, r, f
 
 
-def auroc(scores: Array, mask: Array) -> float:
-    """Area under the ROC curve of scores for the mask (NaN when one class is absent)."""
-    from sklearn.metrics import roc_auc_score
+def average_ranks(scores: Array) -> np.ndarray:
+    """(N,) float64 ranks 1..N of the scores, ascending, tied scores sharing their mean rank
+    (scipy's ``rankdata(method="average")``); +-inf kept in order, NaN an error."""
+    s = finite_scores(scores)
+    n = len(s)
+    if n == 0:
+        return np.zeros(0)
+    order = np.argsort(s, kind="stable")
+    ss = s[order]
+    starts = np.r_[0, np.flatnonzero(ss[1:] != ss[:-1]) + 1]  # first position of each tie group
+    ends = np.r_[starts[1:], n]
+    mean_rank = (starts + ends + 1) / 2.0  # mean of the 1-based positions starts+1 .. ends
+    out = np.empty(n)
+    out[order] = np.repeat(mean_rank, ends - starts)
+    return out
 
+
+def auroc(scores: Array, mask: Array) -> float:
+    """Area under the ROC curve of scores for the mask (NaN when one class is absent): the
+    Mann-Whitney U of the average ranks over n_pos * n_neg (a tie counts 1/2)."""
     m = _vec(mask, "mask").astype(bool)
     if m.all() or not m.any():
         return float("nan")
-    return float(roc_auc_score(m, finite_scores(scores)))
+    r = average_ranks(scores)
+    if len(r) != len(m):
+        raise ValueError(f"scores have {len(r)} entries for a mask of {len(m)}")
+    n1 = float(m.sum())
+    n0 = float(len(m)) - n1
+    return float((r[m].sum() - n1 * (n1 + 1) / 2) / (n1 * n0))
 
 
 def average_precision(scores: Array, mask: Array) -> float:
-    """Average precision of scores for the mask (NaN without positives)."""
-    from sklearn.metrics import average_precision_score
-
+    """Average precision of scores for the mask (NaN without positives): sum over the distinct
+    score values, highest first, of (recall gain) x precision at that value."""
     m = _vec(mask, "mask").astype(bool)
     if not m.any():
         return float("nan")
-    return float(average_precision_score(m, finite_scores(scores)))
+    s = finite_scores(scores)
+    if len(s) != len(m):
+        raise ValueError(f"scores have {len(s)} entries for a mask of {len(m)}")
+    order = np.argsort(-s, kind="stable")
+    ss, mm = s[order], m[order]
+    last = np.r_[np.flatnonzero(ss[1:] != ss[:-1]), len(ss) - 1]  # last position of each value
+    tp = np.cumsum(mm)[last].astype(np.float64)
+    precision = tp / (last + 1)
+    recall_gain = np.diff(np.r_[0.0, tp]) / tp[-1]
+    return float(np.sum(recall_gain * precision))
 
 
 def evaluate_scores(

@@ -27,7 +27,7 @@ from noisescope.detect import (
     first_fit_epoch_score,
     first_fit_issues,
 )
-from noisescope.detect.evaluate import finite_scores
+from noisescope.detect.evaluate import average_ranks
 from noisescope.runs.run import Run
 from noisescope.runs.truncate import early_stop_epoch
 from noisescope.taps import iter_taps
@@ -132,26 +132,58 @@ def _aum(rec: MarginRecorder, last: int | None) -> torch.Tensor:
     return aum_score(m) if consecutive else aum_score(m, e)
 
 
-def consensus(scores: dict[str, np.ndarray], flags: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
-    """Mean percentile rank over detectors (ties averaged; label-free), and flagged by at
-    least half of the detectors that flag."""
-    from scipy.stats import rankdata
+#: a detector whose score is by definition another's (the same ranking): counted once, as the other
+SAME_RANKING = {"cleanlab": "disagreement"}
+#: peers shown beside the consensus, never in it (written to their own files)
+BESIDE = ("cleanlab_cv",)
 
+
+def consensus_members(scores: dict[str, np.ndarray]) -> list[str]:
+    """The distinct rankings among ``scores`` that the consensus averages (docs/definitions.md,
+    "Label issues"): every method except the peers in ``BESIDE``, a method of ``SAME_RANKING``
+    whose twin was computed, and a method whose average ranks equal an earlier member's."""
+    members: list[str] = []
+    ranks: list[np.ndarray] = []
+    for m, s in scores.items():
+        if m in BESIDE or SAME_RANKING.get(m) in scores:
+            continue
+        r = average_ranks(s)
+        if any(np.array_equal(r, other) for other in ranks):
+            continue
+        members.append(m)
+        ranks.append(r)
+    return members
+
+
+def consensus(scores: dict[str, np.ndarray], flags: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """(N,) mean percentile rank over the distinct rankings of :func:`consensus_members` (ties
+    averaged; label-free), and (N,) flagged by at least half of those same detectors."""
+    members = consensus_members(scores)
     n = len(next(iter(scores.values())))
-    ranks = [rankdata(finite_scores(s), method="average") / n for s in scores.values()]
-    votes = np.sum([f for f in flags.values()], axis=0) if flags else np.zeros(n)
-    return np.mean(ranks, axis=0), votes >= math.ceil(len(flags) / 2) if flags else np.zeros(n, bool)
+    if not members:
+        return np.zeros(n), np.zeros(n, bool)
+    ranks = [average_ranks(scores[m]) / n for m in members]
+    voters = [m for m in members if m in flags]
+    if not voters:
+        return np.mean(ranks, axis=0), np.zeros(n, bool)
+    votes = np.sum([np.asarray(flags[m], bool) for m in voters], axis=0)
+    return np.mean(ranks, axis=0), votes >= math.ceil(len(voters) / 2)
 
 
 def score_features(sc: Scoring, methods: Sequence[str], load_model: Callable, data: NoisyDataset, *,
-                   d: int | str, k: int, seed: int, batch_size: int, device: torch.device) -> None:
+                   d: int | str, k: int, seed: int, batch_size: int, device: torch.device,
+                   f_train: torch.Tensor | None = None) -> None:
     """The feature detectors ``methods`` on phi of ``load_model()`` (called inside the timed
-    ``features`` step); ``d="auto"`` is chosen on the noisy-validation split when it has samples."""
+    ``features`` step); ``f_train``: the training split's (N, D) phi when already computed by the
+    same model's pass; ``d="auto"`` is chosen on the noisy-validation split when it has samples
+    (and only when a method uses d)."""
     x, y = data.x_train, data.y_train
     t = time.perf_counter()
     model = load_model()
-    f_train, _ = features_and_logits(model, x, batch_size, device)
-    f_val = features_and_logits(model, data.x_val, batch_size, device)[0] if len(data.y_val) else None
+    if f_train is None:
+        f_train, _ = features_and_logits(model, x, batch_size, device)
+    uses_d = d == "auto" and any(m != "fine" for m in methods)
+    f_val = features_and_logits(model, data.x_val, batch_size, device)[0] if uses_d and len(data.y_val) else None
     head = (model.head.weight.detach().cpu(), None if model.head.bias is None else model.head.bias.detach().cpu())
     sc.shared["features"] = time.perf_counter() - t
     for m in methods:
@@ -159,8 +191,8 @@ def score_features(sc: Scoring, methods: Sequence[str], load_model: Callable, da
         det = LabelIssueDetector(m, d=d, k=k, num_classes=data.num_classes, seed=seed)
         t = time.perf_counter()
         det.fit(f_train, y, head=head if m in ("tail_margin", "truncated_margin") else None,
-                X_val=f_val if d == "auto" and f_val is not None else None,
-                y_val=data.y_val if d == "auto" and f_val is not None else None)
+                X_val=f_val if d == "auto" and f_val is not None and m != "fine" else None,
+                y_val=data.y_val if d == "auto" and f_val is not None and m != "fine" else None)
         seconds = time.perf_counter() - t
         sc.add(m, det.score_samples().numpy(), det.find_issues().numpy(), seconds, ["load", "features"])
         sc.d_chosen[m] = None if det.d_ is None else int(det.d_)
