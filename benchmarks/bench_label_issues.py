@@ -1,9 +1,28 @@
-"""Benchmark: label-issue detectors (noisescope.detect) against cleanlab's confident learning.
+"""Benchmark: what ``noisescope label-issues`` costs against the run's own training time, and
+the label-issue detectors against cleanlab's confident learning.
 
-Data: N = 10,000 synthetic features, D = 512, C = 10 Gaussian classes (class means in a random
-24-dim subspace, per-dimension noise scales decaying from 1 to 0.05), 30% of the labels moved
-to another class uniformly (seeded). Every figure is the best of ``--repeats`` runs in this
-process; each detector's ratio is to the cleanlab pipeline measured in the same run:
+**Cost on a run** (default): a Fashion-MNIST run (10k class-balanced subset, 10% noisy validation,
+transition-matrix noise of about 25%: 75% kept, 15% to class c+1, 10% to class c+3; MLP 2x256,
+Adam lr 1e-3, batch 128, ``--epochs`` epochs, the dynamics probe every epoch so the run writes
+its margins record) is trained once (or ``--run RUN`` is read), then each measure is taken in a
+*fresh* Python process, as a user pays it, ``--repeats`` times in interleaved rounds:
+
+* ``python: default`` / ``python: all``: ``find_label_issues(RUN)`` / ``(RUN, "all")`` timed
+  inside the process (imports excluded; the imports are their own row);
+* ``CLI: default`` / ``CLI: all``: the wall time of ``noisescope label-issues RUN --top 0``
+  (``-m all``), start-up included;
+* ``CLI start-up``: ``noisescope --help`` (Python, typer, the command modules and torch).
+
+Every figure is printed in seconds and as % of the run's training time read from the run's
+records (``runs.label_issues.run_seconds``: env.json's start to status.json's last write,
+probes included). ``--src DIR`` (repeatable) measures another source tree too (e.g. a
+``git worktree`` of an older commit), in the same rounds, for before/after on one machine.
+
+**Detectors vs cleanlab** (``--detectors``): N = 10,000 synthetic features, D = 512, C = 10
+Gaussian classes (class means in a random 24-dim subspace, per-dimension noise scales decaying
+from 1 to 0.05), 30% of the labels moved to another class uniformly (seeded). Every figure is
+the best of ``--repeats`` runs in this process; each detector's ratio is to the cleanlab
+pipeline measured in the same run:
 
 * cleanlab pipeline = 5-fold stratified cross-validated predicted probabilities of a
   scikit-learn ``LogisticRegression`` (multinomial, lbfgs, C = 1, max_iter = 200, on
@@ -13,17 +32,21 @@ process; each detector's ratio is to the cleanlab pipeline measured in the same 
 * AUM / first-fit take a synthetic (50, N) margin table (50 recorded epochs): only their cost
   is measured (no AUROC: the table is made up, not recorded from training).
 
-Also printed: AUROC and average precision of each score against the planted noise mask, and
-the flagged fraction (each method's own rule) against the realized noise rate.
-
-Usage: python benchmarks/bench_label_issues.py [--quick] [--threads 1] [--repeats 3]
+Usage: python benchmarks/bench_label_issues.py [--run RUN | --epochs 50] [--src DIR]
+       [--repeats 3] [--threads 1];  python benchmarks/bench_label_issues.py --detectors [--quick]
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import statistics
+import subprocess
+import sys
+import tempfile
 import time
+from pathlib import Path
 
 N, DIM, C, RATE = 10_000, 512, 10, 0.3
 
@@ -57,13 +80,8 @@ def best_of(repeats: int, fn):
     return best, res
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description="label-issue detector benchmark")
-    ap.add_argument("--quick", action="store_true", help="N = 3,000 and one repeat")
-    ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--repeats", type=int, default=3)
-    a = ap.parse_args()
-    _threads(a.threads)
+def detectors_main(a: argparse.Namespace) -> None:
+    """The synthetic-features comparison of every detector with cleanlab's pipeline."""
     import numpy as np
     import torch
 
@@ -174,6 +192,126 @@ def main() -> None:
         print(f"{name:<66} {sec:>8.3f} {ratio:>7} {au:>6} {apr:>6} {fl:>7}")
     print("\nratio = seconds / the cleanlab pipeline's seconds in this run; flagged = fraction flagged by "
           "the method's own rule (realized noise rate above)")
+
+
+# -------------------------------------------------------------------- cost on a stored run
+SRC = Path(__file__).resolve().parents[1] / "src"
+
+
+def train_run(root: Path, epochs: int, threads: int) -> Path:
+    """Train the benchmark's Fashion-MNIST run (module docstring) under ``root``; its path."""
+    import numpy as np
+    import torch
+
+    from noisescope.config import from_dict
+    from noisescope.runs.lifecycle import run_experiment
+
+    torch.set_num_threads(threads)
+    c = 10
+    matrix = np.eye(c) * 0.75
+    for i in range(c):
+        matrix[i, (i + 1) % c] += 0.15
+        matrix[i, (i + 3) % c] += 0.10
+    cfg = from_dict({
+        "data": {"name": "fashion_mnist", "subset": 10000, "val_fraction": 0.1},
+        "noise": {"model": "transition", "options": {"matrix": matrix.tolist()}},
+        "model": {"arch": "mlp", "options": {"widths": [256, 256]}},
+        "train": {"optimizer": "adam", "lr": 1e-3, "batch_size": 128, "epochs": epochs, "device": "cpu"},
+        "probe": {"schedule": "every", "probes": ["dynamics"]},
+        "run": {"root": str(root), "name": f"bench-fmnist-mlp2x256-e{epochs}"},
+    })
+    t = time.perf_counter()
+    path = run_experiment(cfg)
+    print(f"trained {path} in {time.perf_counter() - t:.1f} s (wall, measured here)")
+    return Path(path)
+
+
+PY_SNIPPET = """
+import json, sys, time
+import torch
+torch.set_num_threads({threads})
+t0 = time.perf_counter()
+from noisescope.runs.label_issues import find_label_issues
+t1 = time.perf_counter()
+find_label_issues({run!r}, {methods})
+t2 = time.perf_counter()
+print(json.dumps({{"imports": t1 - t0, "call": t2 - t1}}))
+"""
+
+
+def _env(src: Path, threads: int) -> dict[str, str]:
+    env = {**os.environ, "PYTHONPATH": str(src), "OMP_NUM_THREADS": str(threads), "COLUMNS": "80"}
+    env.pop("PYTHONSTARTUP", None)
+    return env
+
+
+def measure(src: Path, run: Path, what: str, threads: int) -> dict[str, float]:
+    """One cold measure in a fresh process (module docstring): {name: seconds}."""
+    env = _env(src, threads)
+    if what.startswith("python"):
+        methods = "None" if what.endswith("default") else '"all"'
+        code = PY_SNIPPET.format(threads=threads, run=str(run), methods=methods)
+        out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+        return json.loads(out.stdout.strip().splitlines()[-1])
+    cli = [sys.executable, "-c", "from noisescope.cli import main; main()"]
+    args = ["--help"] if what == "cli start-up" else ["label-issues", str(run), "--top", "0"]
+    if what.endswith("all"):
+        args += ["-m", "all"]
+    t = time.perf_counter()
+    subprocess.run(cli + args, env=env, capture_output=True, text=True, check=True)
+    return {"wall": time.perf_counter() - t}
+
+
+def cost_main(a: argparse.Namespace) -> None:
+    """Cost of the default and of every detector on a run, as % of its training time."""
+    import torch
+
+    from noisescope.runs.label_issues import run_seconds
+    from noisescope.runs.run import load_run
+
+    print(f"machine: {os.cpu_count()}-core CPU, load average {os.getloadavg()[0]:.1f} at the start, "
+          f"torch {torch.__version__}, {a.threads} thread(s)")
+    run = Path(a.run) if a.run else train_run(Path(a.root or tempfile.mkdtemp(prefix="bench-li-")), a.epochs,
+                                               a.threads)
+    run_s = run_seconds(load_run(run))
+    if not run_s:
+        raise SystemExit(f"{run}: the run's time is not recorded (incomplete or resumed); train a fresh one")
+    print(f"run {run}: training time from its records {run_s:.1f} s (env.json start to the last status write)")
+    srcs = [SRC, *[Path(s).resolve() for s in a.src]]
+    measures = ["cli start-up", "python default", "cli default", "python all", "cli all"]
+    got: dict[tuple[str, str, str], list[float]] = {}
+    for r in range(a.repeats):
+        for src in srcs:
+            for what in measures:
+                for key, sec in measure(src, run, what, a.threads).items():
+                    got.setdefault((str(src), what, key), []).append(sec)
+        print(f"round {r + 1}/{a.repeats} done (load average {os.getloadavg()[0]:.1f})")
+    print(f"\n{'source':<28} {'what':<30} {'median s':>9} {'min s':>7} {'% of run':>9}")
+    for (src, what, key), secs in got.items():
+        name = "this tree" if Path(src) == SRC else Path(src).parent.name + "/" + Path(src).name
+        label = {"imports": f"{what}: imports", "call": f"{what}: call", "wall": what}[key]
+        med = statistics.median(secs)
+        print(f"{name[-28:]:<28} {label:<30} {med:>9.2f} {min(secs):>7.2f} {100 * med / run_s:>8.1f}%")
+    print("\n% of run = median seconds / the run's training time from its records; python rows: inside one "
+          "fresh process (imports separate); CLI rows: the whole command, start-up included")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description="label-issues cost on a run; detectors vs cleanlab (--detectors)")
+    ap.add_argument("--detectors", action="store_true", help="the synthetic detectors-vs-cleanlab comparison")
+    ap.add_argument("--quick", action="store_true", help="--detectors: N = 3,000 and one repeat")
+    ap.add_argument("--run", help="a stored run to measure (default: train the benchmark's run)")
+    ap.add_argument("--root", help="where to train the run (default: a temporary directory)")
+    ap.add_argument("--epochs", type=int, default=50, help="epochs of the trained run")
+    ap.add_argument("--src", action="append", default=[], help="another source tree to measure too (repeatable)")
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--repeats", type=int, default=3)
+    a = ap.parse_args()
+    _threads(a.threads)
+    if a.detectors:
+        detectors_main(a)
+    else:
+        cost_main(a)
 
 
 if __name__ == "__main__":

@@ -191,12 +191,15 @@ def test_relabelling_uses_the_early_stopped_predictions(run_dir, result):
 
 
 def test_report_section_says_what_is_missing_then_shows_the_table(run_dir, tmp_path):
+    find_label_issues(run_dir)  # the default ranking
     from noisescope.report.label_issues_section import label_issues_section, suspects_figure
 
     sec = label_issues_section(tmp_path, tmp_path / "scratch")
     assert "noisescope label-issues RUN" in sec.missing
     sec = label_issues_section(run_dir, tmp_path / "scratch")
     assert not sec.missing and "auroc" in sec.tables[0] and not sec.figures  # feature data: no thumbnails
+    assert "consensus (default)" in sec.tables[0] and "P=R@n" in sec.tables[0] and "recall_at_rate" not in sec.tables[0]
+    assert any("Default ranking and flags: the consensus" in n for n in sec.notes)
     g = torch.Generator().manual_seed(0)
     imgs = NoisyDataset(torch.randint(0, 255, (12, 1, 8, 8), dtype=torch.uint8, generator=g),
                         torch.arange(12) % 3, torch.zeros(12, dtype=torch.long), torch.zeros(0, 1, 8, 8),

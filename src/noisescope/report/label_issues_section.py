@@ -20,8 +20,11 @@ from noisescope.runs.label_issues import JSON, PARQUET
 MISSING = (f"no {PARQUET} in this run: compute it with `noisescope label-issues RUN` "
            "(add `--cleanlab-cv 5` for cleanlab on cross-validated probabilities)")
 FEATURE_DATASETS = ("synthetic",)  # no images to show
-EVAL_COLUMNS = ["detector", "auroc", "ap", "precision_at_rate", "recall_at_rate", "precision_flagged",
-                "recall_flagged", "f1_flagged", "n_flagged", "estimated_rate", "cost_seconds"]
+EVAL_COLUMNS = ["detector", "auroc", "ap", "precision_at_rate", "precision_flagged",
+                "recall_flagged", "f1_flagged", "n_flagged", "estimated_rate", "seconds"]
+#: shown names of the columns (precision = recall at n = the number of noisy samples)
+EVAL_NAMES = {"precision_at_rate": "P=R@n", "precision_flagged": "P flagged", "recall_flagged": "R flagged",
+              "f1_flagged": "F1 flagged", "n_flagged": "flagged", "estimated_rate": "est. noise rate"}
 
 
 def _label(c: int, classes: list[str] | None) -> str:
@@ -72,7 +75,10 @@ def _evaluation_table(info: dict) -> str | None:
     for c in frame.columns:
         if c != "detector":
             frame[c] = pd.to_numeric(frame[c], errors="coerce").astype(float)
-    return table_html(frame, formats={"cost_seconds": "{:.2f}", "n_flagged": "{:.0f}"})
+    if "seconds" in frame and "consensus" in set(frame["detector"]):
+        frame.loc[frame["detector"] == "consensus", "seconds"] = info.get("total_seconds", float("nan"))
+    frame["detector"] = [f"{d} (default)" if d == "consensus" else d for d in frame["detector"]]
+    return table_html(frame.rename(columns=EVAL_NAMES), formats={"seconds": "{:.2f}", "flagged": "{:.0f}"})
 
 
 def _cleaning_tables(run_path: Path) -> list[str]:
@@ -104,6 +110,11 @@ def label_issues_section(run_path: str | Path, scratch: str | Path, data=None) -
     info = read_json(run_path / JSON) if (run_path / JSON).exists() else {}
     st = info.get("settings", {})
     noise = info.get("noise", {})
+    if info.get("consensus_of"):
+        members = info["consensus_of"]
+        sec.notes.append(
+            f"Default ranking and flags: the consensus, the mean percentile rank over {len(members)} distinct "
+            f"rankings ({', '.join(members)}), flagged when at least half of them flag.")
     if st:
         sec.notes.append(
             f"{info.get('n')} training samples; feature detectors on the checkpoint of epoch "
@@ -115,8 +126,12 @@ def label_issues_section(run_path: str | Path, scratch: str | Path, data=None) -
         sec.notes.append(
             f"Noise {noise.get('model')} ({'synthetic' if noise.get('synthetic') else 'not synthetic'}), realized "
             f"rate {noise.get('realized_rate', float('nan')):.3f}. AUROC / AP of each score against the mask; "
-            "precision / recall at the realized rate (top round(rate N)) and at the detector's own flags; "
-            "estimated rate = flagged fraction; seconds include the shared steps each detector needs.")
+            "P=R@n: precision of the top n scores, n = the number of noisy samples, where precision and "
+            "recall are the same number; precision / recall at the detector's own flags; est. noise rate = "
+            "the flagged fraction (each flag rule's estimate of the noise rate); seconds: each detector's own "
+            "step (the consensus row: every step, the shared data rebuild and passes included)"
+            + (f", against a training run of {info['run_seconds_approx']:.1f} s."
+               if info.get("run_seconds_approx") else "."))
         sec.tables.append(html)
     else:
         sec.notes.append("No evaluation: the run's labels hold no noise, so there is no mask to score against.")
