@@ -90,8 +90,17 @@ def test_the_leaderboard_has_every_row_with_intervals_and_verdicts(report):
     assert ((measured.val_low <= measured.val_acc) & (measured.val_acc <= measured.val_high)).all()
     assert (measured.n_val == len(report.correct["final"]["val"])).all()
     repairs = measured[measured.kind == "repair"]
-    assert set(repairs.verdict) <= {"repair", "no repair"} and len(repairs) == len(measured) - 3
-    assert repairs.val_gain_se.notna().all()
+    assert len(repairs) == len(measured) - 3  # all but final, raw_input and the oracle
+    assert repairs.val_gain_se.notna().all()  # the paired gain over the final model, informative
+    # every candidate (final, early stopping, the repairs) has its outcome under the rule; the
+    # reference and the oracle are no candidates
+    cands = measured[measured.kind.isin(["baseline", "repair"])]
+    outcomes = {"recommended", "kept", "undecided", "beaten", "not beaten"}
+    assert all(v in outcomes or v.startswith("= ") for v in cands.verdict)
+    assert set(measured[~measured.kind.isin(["baseline", "repair"])].verdict) == {""}
+    assert (cands.verdict.isin(["recommended", "kept"])).sum() == 1
+    assert t.loc[t.method == report.recommended, "verdict"].iloc[0] in ("recommended", "kept")
+    assert report.decision.default == "early_stop" and report.decision_posthoc.default == "final"
     others = measured[measured.method != "early_stop"]
     assert others.es_p.between(0, 1).all()  # McNemar against early stopping on the clean test set
     assert measured.gap_closed.notna().all()  # the oracle was trained
@@ -103,6 +112,10 @@ def test_the_leaderboard_has_every_row_with_intervals_and_verdicts(report):
     assert saved["method"].tolist() == ROWS
     info = json.loads((report.path / "repair.json").read_text())
     assert info["recommended"] == report.recommended and len(info["rows"]) == len(ROWS)
+    assert info["decision"]["line"] == report.verdict_line() and info["decision"]["status"] == report.decision.status
+    # the label-free d recorded is the d its row used (the rule's own value beside it)
+    for rule, d in info["label_free_d"].items():
+        assert t.loc[t.method == f"label_free:{rule}", "d"].iloc[0] == d >= 1
     assert (report.path / "oracle" / "config.json").exists()
     oracle_cfg = json.loads((report.path / "oracle" / "config.json").read_text())
     assert oracle_cfg["noise"]["model"] == "none"
@@ -120,41 +133,55 @@ def test_the_exported_module_of_every_repair_kind_reloads_with_identical_outputs
         with torch.no_grad():
             assert torch.equal(loaded(x), module.eval()(x)), method
     assert {"TruncatedModel", "ProjectedModel", "MLP"} <= kinds
-    # the recommended one (or the final model, "no repair") was written to RUN/repaired
+    # the recommended one (early stopping unless a candidate beats every other) was written to RUN/repaired
     rec = load_repair(report.export)
-    expect = report.modules[report.recommended or "final"]
+    expect = report.modules[report.recommended]
     with torch.no_grad():
         assert torch.equal(rec(x), expect(x))
+    # every export names the epoch its weights come from, not always the final one
+    meta = json.loads((export_repair(report, "early_stop", tmp_path / "es") / "network.json").read_text())
+    assert meta["source_epoch"] == report.early_epoch and meta["source_run"] == str(report.path)
+    meta = json.loads((export_repair(report, "oracle", tmp_path / "or") / "network.json").read_text())
+    assert meta["source_run"] == str(report.path / "oracle") and meta["source_epoch"] == report.row("oracle")["epoch"]
+    meta = json.loads((export_repair(report, "weight_trunc:val", tmp_path / "wt") / "network.json").read_text())
+    assert meta["source_epoch"] == report.final_epoch
 
 
-def test_no_repair_when_nothing_clears_one_standard_error(tmp_path):
-    n = 400
+def test_the_rule_keeps_early_stopping_unless_a_repair_beats_every_other_candidate(tmp_path):
+    n = 1000
     rng = np.random.default_rng(0)
-    final = rng.random(n) < 0.5
+    es = rng.permutation(np.arange(n) < 596)  # early stopping: 596 of 1000 right
     board = _Board(SimpleNamespace(), 64, torch.device("cpu"))
 
-    def flip(win: int, lose: int = 0) -> np.ndarray:  # paired: right on `win` more, wrong on `lose` more
-        out = final.copy()
-        out[np.flatnonzero(~final)[:win]] = True
-        out[np.flatnonzero(final)[:lose]] = False
+    def flip(base: np.ndarray, win: int, lose: int = 0) -> np.ndarray:  # b = win, c = lose against base
+        out = base.copy()
+        out[np.flatnonzero(~base)[:win]] = True
+        out[np.flatnonzero(base)[:lose]] = False
         return out
 
     test = rng.random(300) < 0.7
+    final = flip(es, 0, 130)
     board.add("final", "baseline", right={"val": final, "test": test})
-    board.add("early_stop", "repair", right={"val": flip(6, 4), "test": test})
-    board.add("feature_trunc:penult", "repair", right={"val": flip(12, 8), "test": test})
+    board.add("early_stop", "repair", right={"val": es, "test": test})
+    # the case: far above the final model (+12.3 points), 602 vs 596 over early stopping
+    board.add("feature_trunc:best_tap", "repair", right={"val": flip(es, 10, 4), "test": test}, posthoc=True)
+    board.add("raw_input", "reference", right={"val": flip(es, 80), "test": test})  # no candidate
     board.add("oracle", "oracle", note="not measured")
-    rep = _finish(SimpleNamespace(path=tmp_path), board, 10, 3, [])
-    assert rep.recommended is None and not rep.verdict.recommended
-    assert rep.verdict.gain == pytest.approx(4 / n) and 0 < rep.verdict.gain <= rep.verdict.se
-    assert "no repair" in rep.verdict_line() and "stays the recommended" in rep.verdict_line()
-    assert set(rep.table.loc[rep.table.kind == "repair", "verdict"]) == {"no repair"}
-    # one that clears it is recommended
-    board.add("weight_trunc:val", "repair", right={"val": flip(40), "test": test})
-    board.rows[-1]["posthoc"] = True
-    rep = _finish(SimpleNamespace(path=tmp_path), board, 10, 3, [])
-    assert rep.recommended == "weight_trunc:val" == rep.recommended_posthoc
-    assert rep.verdict.gain > rep.verdict.se
+    rep = _finish(SimpleNamespace(path=tmp_path), board, 80, 12, [])
+    assert rep.recommended == "early_stop" and rep.decision.status == "no decision"
+    assert rep.verdict_line().startswith("no decision: feature_trunc:best_tap and early_stop differ by 6 of 1000 "
+                                         "validation samples")
+    assert rep.row("feature_trunc:best_tap")["val_gain"] > rep.row("feature_trunc:best_tap")["val_gain_se"]
+    assert rep.row("early_stop")["verdict"] == "kept" and rep.row("final")["verdict"] == "beaten"
+    assert rep.row("raw_input")["verdict"] == ""  # the raw-input reference is better but not a candidate
+    assert "samples would resolve it" in rep.warning
+    # among the post-hoc repairs of the converged network the same rule, default the final model
+    assert rep.recommended_posthoc == "feature_trunc:best_tap" and rep.decision_posthoc.default == "final"
+    # a repair that beats every other candidate is recommended
+    board.add("weight_trunc:val", "repair", right={"val": flip(es, 60), "test": test})
+    rep = _finish(SimpleNamespace(path=tmp_path), board, 80, 12, [])
+    assert rep.recommended == "weight_trunc:val" and rep.decision.status == "recommended"
+    assert rep.decision.decisive.second == "feature_trunc:best_tap" and rep.warning is None
 
 
 def test_the_cli_prints_the_leaderboard_and_aggregates_seeds(runs, report, tmp_path):
@@ -178,15 +205,15 @@ def test_the_cli_prints_the_leaderboard_and_aggregates_seeds(runs, report, tmp_p
 
 
 def test_aggregate_counts_seeds_that_beat_early_stopping():
-    def table(acc: float, p: float) -> pd.DataFrame:
+    def table(acc: float, p: float, verdict: str = "recommended") -> pd.DataFrame:
         return pd.DataFrame([{**dict.fromkeys(COLUMNS, float("nan")), "method": "x", "kind": "repair",
-                              "choice": "d=3", "note": "", "verdict": "repair", "n_test": 100,
+                              "choice": "d=3", "note": "", "verdict": verdict, "n_test": 100,
                               "test_acc": acc, "val_acc": 0.5, "val_gain": 0.02, "es_p": p, "es_diff": 0.03,
                               "gap_closed": 0.6, "seconds": 1.0}])
 
-    agg = aggregate({"a": table(0.8, 0.01), "b": table(0.82, 0.2), "c": table(0.81, 0.04)})
+    agg = aggregate({"a": table(0.8, 0.01), "b": table(0.82, 0.2, "beaten"), "c": table(0.81, 0.04, "not beaten")})
     r = agg.iloc[0]
-    assert r.n_seeds == 3 and r.beats_es == "2/3" and r.verdicts == "3/3 repair"
+    assert r.n_seeds == 3 and r.beats_es == "2/3" and r.verdicts == "1/3"  # chosen by the rule on 1 seed of 3
     assert r.test_mean == pytest.approx(0.81) and r.gap_closed_mean == pytest.approx(0.6)
 
 

@@ -7,67 +7,121 @@ from typing import Annotated
 
 import pandas as pd
 import typer
+from rich import box
 from rich.table import Table
 from rich.text import Text
 
 from noisescope.cli.common import cell, console, fail
 
 
-def _acc(v: float, lo: float, hi: float) -> str:
+def _acc(v: float, lo: float, hi: float, digits: int = 4) -> str:
     if v != v:
         return "-"
-    return f"{v:.4f} [{lo:.3f}, {hi:.3f}]"
+    return f"{v:.{digits}f} [{lo:.3f}, {hi:.3f}]"
 
 
 def _pts(v: float) -> str:
     return "-" if v != v else f"{100 * v:+.1f}"
 
 
-def leaderboard_table(df: pd.DataFrame, title: str, recommended: str | None = None) -> Table:
-    """One run's leaderboard (runs.repair.COLUMNS) as a rich table."""
+def _p(v: float, digits: int = 2) -> str:
+    return "-" if v != v else f"{v:.{digits}g}"
+
+
+CAPTION = ("choices on noisy validation only; rule: the most accurate candidate against each other "
+           "(McNemar on noisy validation): kept / recommended / undecided / beaten / not beaten / = X "
+           "(same validation predictions as X); vs early stop: clean-test difference in points and "
+           "McNemar's exact p")
+CAPTION_SHORT = ("rule: does the most accurate candidate beat this row on noisy validation (McNemar)? "
+                 "vs early stop: clean-test points (McNemar p). --wide: every column")
+
+
+def leaderboard_table(df: pd.DataFrame, title: str, recommended: str | None = None, wide: bool = False) -> Table:
+    """One run's leaderboard (runs.repair.COLUMNS) as a rich table. The default columns fit an
+    80-column terminal (no cell holds a word longer than its column); ``wide`` adds the
+    choices, the validation intervals, the gain over the final model, p against the most
+    accurate, the gap closed and the seconds."""
     n_val = int(df["n_val"].max()) if len(df) else 0
     n_test = int(df["n_test"].max()) if len(df) else 0
-    table = Table(title=title, caption="choices on noisy validation only; verdict: paired validation gain over the "
-                  "final model > 1 se; vs early stop: clean-test difference and McNemar's exact p; gap closed: share "
-                  "of the early-stopping-to-oracle gap; * = recommended")
-    for col, just in (("method", "left"), ("choice (noisy val)", "left"), (f"noisy val [95% CI] n={n_val}", "right"),
-                      (f"clean test [95% CI] n={n_test}", "right"), ("val gain (se), pts", "right"),
-                      ("verdict", "left"), ("vs early stop: diff pts, McNemar p", "right"), ("gap closed", "right"),
-                      ("seconds", "right")):
+    table = Table(title=title, caption=CAPTION if wide else CAPTION_SHORT, caption_justify="left", box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False,
+                  padding=(0, 1, 0, 0), title_justify="left")
+    cols: list[tuple[str, str]] = [("method", "left")]
+    if wide:
+        cols += [("choice (noisy val)", "left"), (f"noisy val [95% CI] n={n_val}", "right")]
+    else:
+        cols += [(f"noisy\nval\nn={n_val}", "right")]
+    cols += [(f"clean test\n[95% CI]\nn={n_test}", "right"), ("\n\nrule", "left")]
+    if wide:
+        cols += [("val p vs best", "right"), ("val gain vs final (se), pts", "right")]
+    cols += [("vs early\nstop, pts\n(p)", "right")]
+    if wide:
+        cols += [("gap closed", "right"), ("seconds", "right")]
+    for col, just in cols:
         if col == "method":
-            table.add_column(col, justify=just, no_wrap=True, min_width=24)
+            table.add_column(col, justify=just, no_wrap=True)
         else:
-            table.add_column(col, justify=just, overflow="fold")
+            table.add_column(col, justify=just, overflow="fold" if wide else "ellipsis")
     for r in df.to_dict("records"):
         measured = r["n_test"] > 0
-        name = r["method"] + (" *" if r["method"] == recommended else "")
-        gain = "-" if r["val_gain"] != r["val_gain"] else f"{_pts(r['val_gain'])} ({100 * r['val_gain_se']:.1f})"
-        es = "-" if r["es_p"] != r["es_p"] else f"{_pts(r['es_diff'])}, p={r['es_p']:.2g}"
-        table.add_row(name, r["choice"] if measured else Text(r["note"], style="yellow"),
-                      _acc(r["val_acc"], r["val_low"], r["val_high"]),
-                      _acc(r["test_acc"], r["test_low"], r["test_high"]), gain, r["verdict"] or "-", es,
-                      cell(r["gap_closed"], 2), cell(r["seconds"], 1))
+        name = r["method"]
+        style = "bold" if name == recommended else None
+        verdict = str(r.get("verdict") or "-")
+        rule = verdict if wide or not verdict.startswith("= ") else "same"
+        es = "-" if r["es_p"] != r["es_p"] else f"{_pts(r['es_diff'])} ({_p(r['es_p'], 2 if wide else 1)})"
+        if not measured:
+            cells = ["-"] * (len(cols) - 1)
+            if wide:
+                cells[0] = Text(str(r["note"]), style="yellow")
+            table.add_row(name, *cells, style=style)
+            continue
+        row: list[str | Text] = [name]
+        if wide:
+            row += [str(r["choice"]), _acc(r["val_acc"], r["val_low"], r["val_high"])]
+        else:
+            row += [f"{r['val_acc']:.3f}"]
+        row += [_acc(r["test_acc"], r["test_low"], r["test_high"], 4 if wide else 3), rule]
+        if wide:
+            gain = "-" if r["val_gain"] != r["val_gain"] else f"{_pts(r['val_gain'])} ({100 * r['val_gain_se']:.1f})"
+            row += [_p(r.get("val_p", float("nan"))), gain]
+        row += [es]
+        if wide:
+            row += [cell(r["gap_closed"], 2), cell(r["seconds"], 1)]
+        table.add_row(*row, style=style)
     return table
 
 
-def aggregate_table(df: pd.DataFrame, title: str) -> Table:
-    """The over-seeds aggregate (runs.repair.AGG_COLUMNS) as a rich table."""
-    table = Table(title=title)
-    for col in ("method", "seeds", "clean test mean +- sd [95% t-CI]", "val gain, pts", "verdicts",
-                "beats early stop (p<0.05)", "vs early stop, pts", "gap closed", "seconds"):
+def aggregate_table(df: pd.DataFrame, title: str, wide: bool = False) -> Table:
+    """The over-seeds aggregate (runs.repair.AGG_COLUMNS) as a rich table (80 columns unless
+    ``wide``: then also the t-interval, the validation gain over the final model and seconds)."""
+    table = Table(title=title, box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, padding=(0, 1, 0, 0),
+                  title_justify="left")
+    cols = ["method", "seeds", "clean test mean +- sd" + (" [95% t-CI]" if wide else "")]
+    if wide:
+        cols += ["val gain vs final, pts"]
+    cols += ["chosen by the rule", "beats early stop (p<0.05)", "vs early stop, pts", "gap closed"]
+    if wide:
+        cols += ["seconds"]
+    for col in cols:
         if col == "method":
-            table.add_column(col, no_wrap=True, min_width=24)
+            table.add_column(col, no_wrap=True)
         else:
-            table.add_column(col, justify="left" if col == "verdicts" else "right", overflow="fold")
+            table.add_column(col, justify="right", overflow="fold" if wide else "ellipsis")
     for r in df.to_dict("records"):
         if r["n_seeds"] == 0:
-            table.add_row(r["method"], "0", Text(r["choices"], style="yellow"), "-", "-", "-", "-", "-", "-")
+            cells = ["-"] * (len(cols) - 2)
+            if wide:
+                cells[0] = Text(r["choices"], style="yellow")
+            table.add_row(r["method"], "0", *cells)
             continue
         sd = "-" if r["test_sd"] != r["test_sd"] else f"{r['test_sd']:.3f}"
-        ci = "" if r["test_low"] != r["test_low"] else f" [{r['test_low']:.3f}, {r['test_high']:.3f}]"
-        table.add_row(r["method"], str(r["n_seeds"]), f"{r['test_mean']:.4f} +- {sd}{ci}", _pts(r["val_gain_mean"]),
-                      r["verdicts"] or "-", r["beats_es"] or "-", _pts(r["es_diff_mean"]),
-                      cell(r["gap_closed_mean"], 2), cell(r["seconds_mean"], 1))
+        ci = "" if r["test_low"] != r["test_low"] or not wide else f" [{r['test_low']:.3f}, {r['test_high']:.3f}]"
+        row = [r["method"], str(r["n_seeds"]), f"{r['test_mean']:.3f} +- {sd}{ci}"]
+        if wide:
+            row += [_pts(r["val_gain_mean"])]
+        row += [r["verdicts"] or "-", r["beats_es"] or "-", _pts(r["es_diff_mean"]), cell(r["gap_closed_mean"], 2)]
+        if wide:
+            row += [cell(r["seconds_mean"], 1)]
+        table.add_row(*row)
     return table
 
 
@@ -92,10 +146,14 @@ def register(app: typer.Typer) -> None:
             help="one run: export directory; several runs: where the aggregate repair.json/.parquet go")] = None,
         reuse: Annotated[bool, typer.Option(help="several runs: reuse each run's stored repair.parquet")] = False,
         device: Annotated[str, typer.Option(help="cpu, cuda, ...")] = "cpu",
+        wide: Annotated[bool, typer.Option(
+            help="every column (choices, validation intervals, p against the best, gain over the final model, "
+                 "gap closed, seconds): wider than 80 columns")] = False,
     ) -> None:
         """Every repair of a trained run side by side: choices on noisy validation only, clean test
-        with Wilson intervals, verdicts, McNemar against early stopping, the oracle gap closed.
-        Several runs (or a sweep) are also aggregated over seeds."""
+        with Wilson intervals, the recommendation rule (a model replaces early stopping only when
+        it beats every other candidate on noisy validation), McNemar against early stopping, the
+        oracle gap closed. Several runs (or a sweep) are also aggregated over seeds."""
         from noisescope.config import ConfigError
         from noisescope.io import atomic_write, write_json
         from noisescope.runs.repair import repair_run
@@ -114,14 +172,14 @@ def register(app: typer.Typer) -> None:
                                      progress=lambda m: status.update(f"repairs: {m}"), **kw)
             except (ValueError, FileNotFoundError, ConfigError) as exc:
                 fail(str(exc))
-            _print_report(rep)
+            _print_report(rep, wide)
             return
 
         def on_run(path: Path, rep) -> None:
             if rep is None:
                 console.print(f"{path}: stored leaderboard reused")
             else:
-                _print_report(rep)
+                _print_report(rep, wide)
 
         try:
             _tables, groups = repair_many(runs, reuse=reuse, on_run=on_run, **kw)
@@ -131,7 +189,7 @@ def register(app: typer.Typer) -> None:
             fail("no complete run to repair")
         frames = []
         for label, agg in groups.items():
-            console.print(aggregate_table(agg, f"over seeds: {label}"))
+            console.print(aggregate_table(agg, f"over seeds: {label}", wide))
             frames.append(agg)
         allagg = pd.concat(frames, ignore_index=True)
         dest = Path(out) if out else (Path(targets[0]) if len(targets) == 1 else None)
@@ -141,22 +199,32 @@ def register(app: typer.Typer) -> None:
             write_json(dest / "repair.json", {"runs": [str(r) for r in runs],
                                               "aggregate": allagg.astype(object).where(allagg.notna(), None)
                                               .to_dict("records")})
-            console.print(f"aggregate written to {dest / 'repair.json'} and {dest / 'repair.parquet'}")
+            console.print(Text(f"aggregate written to {dest / 'repair.json'} and {dest / 'repair.parquet'}"))
 
 
-def _print_report(rep) -> None:
-    console.print(leaderboard_table(rep.table, f"repairs: {rep.path} (final epoch {rep.final_epoch}, "
-                                                f"early stopping epoch {rep.early_epoch})", rep.recommended))
-    style = "bold green" if rep.recommended else "bold yellow"
-    console.print(Text(rep.verdict_line(), style=style), soft_wrap=True)
-    if rep.verdict_posthoc is not None:
-        line = (f"best repair of the converged network without retraining: {rep.recommended_posthoc}"
-                if rep.recommended_posthoc else f"no post-hoc repair of the converged network: {rep.verdict_posthoc}")
-        console.print(Text(line), soft_wrap=True)
+def _print_report(rep, wide: bool = False) -> None:
+    """One run's leaderboard, then the decision in a few word-wrapped lines (80 columns)."""
+    console.print(leaderboard_table(rep.table, f"repairs of {rep.path.name} (final epoch {rep.final_epoch}, "
+                                                f"early stopping epoch {rep.early_epoch})", rep.recommended, wide))
+    if not wide:
+        for r in rep.table.to_dict("records"):
+            if r["n_test"] == 0 and r["note"]:
+                console.print(Text(f"{r['method']}: {r['note']}", style="yellow"))
+    decided = rep.decision is not None and rep.decision.decided
+    console.print(Text(rep.verdict_line(), style="bold green" if decided else "bold yellow"))
+    if rep.recommended is not None:
+        r = rep.row(rep.recommended)
+        line = (f"use {rep.recommended} ({r['choice']}): clean test "
+                f"{_acc(r['test_acc'], r['test_low'], r['test_high'])} n={r['n_test']}")
+        orc = rep.table[(rep.table.method == "oracle") & (rep.table.n_test > 0)]
+        if len(orc) and r["gap_closed"] == r["gap_closed"]:
+            line += f"; oracle {orc.test_acc.iloc[0]:.4f}, gap closed {r['gap_closed']:.2f}"
+        console.print(Text(line))
+    if rep.decision_posthoc is not None:
+        console.print(Text(f"without retraining or another checkpoint: {rep.decision_posthoc.line}"))
     if rep.warning:
-        console.print(Text("warning: ", style="yellow") + Text(rep.warning), soft_wrap=True)
+        console.print(Text("warning: ", style="yellow") + Text(rep.warning))
     for n in rep.notes:
-        console.print(Text("note: ", style="yellow") + Text(n), soft_wrap=True)
+        console.print(Text("note: ", style="yellow") + Text(n))
     if rep.export is not None:
-        console.print(f"recommended module written to [bold]{rep.export}[/] "
-                      f"({rep.recommended or 'final: no repair'}); leaderboard in {rep.path / 'repair.json'}")
+        console.print(Text(f"{rep.recommended} written to {rep.export}; leaderboard in {rep.path / 'repair.json'}"))

@@ -7,6 +7,7 @@ from typing import Annotated
 
 import numpy as np
 import typer
+from rich import box
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 from rich.text import Text
@@ -31,17 +32,23 @@ def _parse_taps(text: str) -> str | list[str]:
 def _interval(acc: float, low: float, high: float) -> str:
     if acc != acc:
         return "-"
-    return f"{acc:.4f} [{low:.3f}, {high:.3f}]" if low == low else f"{acc:.4f}"
+    return f"{acc:.3f} [{low:.3f}, {high:.3f}]" if low == low else f"{acc:.3f}"
+
+
+def _compact(title: str) -> Table:
+    """A table that fits 80 columns: no side borders, one space between columns."""
+    return Table(title=title, title_justify="left", box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False,
+                 padding=(0, 1, 0, 0))
 
 
 def comparison_table(df, title: str) -> Table:
     """The truncation comparison (spectral/compare.py COLUMNS) as a rich table: each accuracy
-    with its 95% Wilson interval, and the sample counts."""
-    table = Table(title=title)
+    with its 95% Wilson interval, and the sample counts (fits 80 columns)."""
+    table = _compact(title)
     n_val = int(df["n_val"].max()) if "n_val" in df and len(df) else None
     n_test = int(df["n_test"].max()) if "n_test" in df and len(df) else None
-    val_head = "noisy val acc [95% CI]" + (f" n={n_val}" if n_val else "")
-    test_head = "clean test acc [95% CI]" + (f" n={n_test}" if n_test else "")
+    val_head = "noisy val acc\n[95% CI]" + (f"\nn={n_val}" if n_val else "")
+    test_head = "clean test acc\n[95% CI]" + (f"\nn={n_test}" if n_test else "")
     for col, just in (("method", "left"), ("epoch", "right"), ("tap", "left"), ("d", "right"),
                       (val_head, "right"), (test_head, "right")):
         table.add_column(col, justify=just)
@@ -53,15 +60,16 @@ def comparison_table(df, title: str) -> Table:
 
 
 def paired_table(df, title: str) -> Table:
-    """McNemar's exact test of the truncated model on the clean test set (runs.truncate.PAIRED_COLUMNS)."""
-    table = Table(title=title)
-    for col in ("comparison", "n", "b (truncated right only)", "c (other right only)",
-                "difference [95% CI]", "McNemar p"):
-        table.add_column(col, justify="left" if col == "comparison" else "right")
+    """McNemar's exact test of the truncated model on the clean test set (runs.truncate.PAIRED_COLUMNS;
+    fits 80 columns)."""
+    table = _compact(title)
+    for col in ("truncated", "n", "b: only\ntruncated\nright", "c: only\nother\nright",
+                "difference, pts\n[95% CI]", "McNemar\np"):
+        table.add_column(col, justify="left" if col == "truncated" else "right")
     for r in df.to_dict("records"):
-        table.add_row(r["comparison"], str(r["n_test"]), str(r["b"]), str(r["c"]),
-                      f"{100 * r['difference']:+.1f} pts [{100 * r['diff_low']:+.1f}, {100 * r['diff_high']:+.1f}]",
-                      f"{r['p_value']:.3g}")
+        table.add_row(r["comparison"].replace("truncated ", "", 1), str(r["n_test"]), str(r["b"]), str(r["c"]),
+                      f"{100 * r['difference']:+.1f} [{100 * r['diff_low']:+.1f}, {100 * r['diff_high']:+.1f}]",
+                      f"{r['p_value']:.2g}")
     return table
 
 
@@ -176,17 +184,19 @@ def register(app: typer.Typer) -> None:
                 fail(str(exc))
         console.print(comparison_table(rep.comparison, f"spectral truncation: {target}"))
         if rep.paired is not None and len(rep.paired):
-            console.print(paired_table(rep.paired, "clean test set, paired (reported, never used to choose)"))
+            console.print(paired_table(rep.paired, "the truncated model on the clean test set, paired "
+                                        "(reported, never used to choose)"))
         if rep.early_epoch is not None and rep.best_probed_epoch not in (None, rep.early_epoch):
             console.print(f"[yellow]note:[/] the best noisy-validation epoch was {rep.best_probed_epoch}, "
                           f"but its weights were not kept; early stopping uses saved epoch {rep.early_epoch} "
                           "(keep more with run.checkpoint_every)")
-        style = "bold green" if rep.recommended else "bold yellow"
-        console.print(Text(rep.verdict_line(), style=style), soft_wrap=True)
+        console.print(Text(rep.comparison_line()))
+        decided = rep.decision is not None and rep.decision.decided
+        console.print(Text(rep.verdict_line(), style="bold green" if decided else "bold yellow"))
         if rep.warning:
-            console.print(Text("warning: ", style="yellow") + Text(rep.warning), soft_wrap=True)
+            console.print(Text("warning: ", style="yellow") + Text(rep.warning))
+        what = f"truncated model (d={rep.estimator.d_}, head={head}) written to {rep.out}"
         if rep.recommended:
-            console.print(f"truncated model (d={rep.estimator.d_}, head={head}) written to [bold]{rep.out}[/]")
+            console.print(Text(what))
         else:
-            console.print(f"truncated model (d={rep.estimator.d_}, head={head}) written to [bold]{rep.out}[/] "
-                          "for inspection only: [bold]not recommended[/] (truncation.json says why)")
+            console.print(Text(f"{what} for inspection only: not recommended (truncation.json says why)"))

@@ -171,6 +171,203 @@ def best_repair(candidates: dict[str, np.ndarray | torch.Tensor], original: np.n
     return (name if v.recommended else None), v
 
 
+# --------------------------------------------------------------------------- recommendation
+ALPHA = 0.05
+RECOMMENDED, DEFAULT_BEST, NO_DECISION = "recommended", "default best", "no decision"
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """``first`` against ``second`` on the same noisy-validation samples (see :func:`compare_on_val`).
+
+    Attributes:
+        first, second: candidate names; k_first, k_second: their correct counts of n.
+        b: samples only ``first`` gets right; c: samples only ``second`` gets right (k_first -
+            k_second = b - c).
+        p_value: McNemar's exact two-sided p (``evidence.paired.mcnemar_counts``).
+        gain, se: (b - c)/n and its guarded standard error (``repair_verdict``, b' = b + 1).
+        beats: ``first`` beats ``second`` (b > c, p < alpha and gain > se).
+    """
+
+    first: str
+    second: str
+    k_first: int
+    k_second: int
+    b: int
+    c: int
+    n: int
+    p_value: float
+    gain: float
+    se: float
+    beats: bool
+
+    def text(self) -> str:
+        """``"A 612 vs B 590 of 1000 correct, McNemar p=0.003"``."""
+        return (f"{self.first} {self.k_first} vs {self.second} {self.k_second} of {self.n} correct, "
+                f"McNemar p={self.p_value:.2g}")
+
+
+def compare_on_val(first: str, a: np.ndarray | torch.Tensor, second: str, b: np.ndarray | torch.Tensor,
+                   alpha: float = ALPHA) -> Comparison:
+    """Does candidate ``first`` beat ``second`` on noisy validation?
+
+    Rule (paired, per sample): with b, c the samples only ``first`` / only ``second`` gets
+    right, ``first`` beats ``second`` iff b > c, McNemar's exact two-sided p < ``alpha``
+    (0.05), and the gain (b - c)/n exceeds its standard error with the small-count guard of
+    :func:`repair_verdict` (b' = b + 1; implied by p < 0.05 on every count checked, binding
+    only at a larger ``alpha``).
+
+    Args:
+        a, b: (n,) per-sample correctness (bool or 0/1) of the two candidates on the same samples.
+    """
+    v = repair_verdict(a, b)
+    mc = mcnemar_counts(v.b, v.c, v.n)
+    k_b = int(as_numpy(b, bool).sum())
+    return Comparison(first, second, k_b + v.b - v.c, k_b, v.b, v.c, v.n, mc.p_value, v.gain, v.se,
+                      bool(v.b > v.c and mc.p_value < alpha and v.recommended))
+
+
+@dataclass(frozen=True)
+class Recommendation:
+    """What :func:`recommend` decided.
+
+    Attributes:
+        choice: the candidate to use (``default`` unless another one beats every other).
+        status: ``"recommended"`` (a candidate other than the default beats every other),
+            ``"default best"`` (the default is the most accurate, or the only candidate) or
+            ``"no decision"`` (the most accurate does not beat some other: the default is kept).
+        default: the safe default; best: the most accurate candidate on noisy validation.
+        decisive: the comparison that decided (the closest win, the failed one, or the
+            default against the runner-up); None with a single candidate.
+        comparisons: ``best`` against every other candidate (identical ones excepted).
+        correct: candidate -> correct count; n: validation samples.
+        same_as: candidate -> the candidate with exactly the same validation correctness it
+            was grouped with (indistinguishable on validation: the earlier-ranked one stands).
+        line: the decision in one line.
+    """
+
+    choice: str
+    status: str
+    default: str
+    best: str
+    decisive: Comparison | None
+    comparisons: tuple[Comparison, ...]
+    correct: dict[str, int]
+    n: int
+    same_as: dict[str, str]
+    line: str
+    alpha: float = ALPHA
+
+    @property
+    def decided(self) -> bool:
+        return self.status != NO_DECISION
+
+    @property
+    def replaces_default(self) -> bool:
+        """True when the choice is not the default."""
+        return self.choice != self.default
+
+    def outcome(self, name: str) -> str:
+        """One word for candidate ``name``'s row: ``"recommended"``, ``"kept"`` (the default,
+        chosen), ``"undecided"`` (the most accurate, not chosen), ``"= X"`` (same validation
+        correctness as X), ``"beaten"`` / ``"not beaten"`` (by the most accurate), or ``""``
+        for a name that is not a candidate."""
+        if name == self.choice:
+            return "recommended" if self.status == RECOMMENDED else "kept"
+        if name == self.best:
+            return "undecided"
+        if name in self.same_as:
+            return f"= {self.same_as[name]}"
+        comp = next((c for c in self.comparisons if c.second == name), None)
+        if comp is None:
+            return ""
+        return "beaten" if comp.beats else "not beaten"
+
+    def __str__(self) -> str:
+        return self.line
+
+
+def recommend(candidates: dict[str, np.ndarray | torch.Tensor], default: str = "early_stop",
+              alpha: float = ALPHA) -> Recommendation:
+    """The one recommendation rule of every leaderboard (repair, truncate, training methods).
+
+    Rule: order the candidates by their correct count on noisy validation (ties: the default
+    first, then the order given); candidates with exactly the same per-sample correctness as
+    an earlier one are grouped with it (no validation sample tells them apart). If the most
+    accurate is the default, keep it (``"default best"``). Otherwise the most accurate is
+    recommended only if it beats *every* other candidate, the default included, by
+    :func:`compare_on_val` (McNemar's exact test on the paired correctness vectors, b > c,
+    p < ``alpha``, with the small-count guard); else ``"no decision"``: the default is kept
+    and the line names the comparison it failed (the one with the largest p), e.g. "no
+    decision: A and early_stop differ by 6 of 1000 validation samples (McNemar p=0.69);
+    keeping early_stop". Requiring every comparison to pass (an intersection-union test)
+    keeps the chance of replacing a default that is at least as good at most ``alpha``
+    without a multiple-comparison correction; selecting the best on the same validation set
+    still favours a lucky candidate, which the clean test set (only reported) reveals.
+
+    Args:
+        candidates: name -> (n,) per-sample correctness (bool or 0/1) on the same noisy
+            validation samples, for every model the recommendation would choose between.
+        default: the safe choice (early stopping in every leaderboard); must be a candidate.
+        alpha: the level of each paired test.
+    """
+    if default not in candidates:
+        raise ValueError(f"the default {default!r} is not among the candidates {sorted(candidates)}")
+    if not 0.0 < alpha < 1.0:
+        raise ValueError(f"alpha must lie in (0, 1), got {alpha}")
+    vecs = {k: as_numpy(v, bool).reshape(-1) for k, v in candidates.items()}
+    n = vecs[default].size
+    bad = [k for k, v in vecs.items() if v.size != n]
+    if bad:
+        raise ValueError(f"every candidate needs one correctness value per validation sample ({n}); "
+                         f"{bad[0]!r} has {vecs[bad[0]].size}")
+    if n == 0:
+        raise ValueError("recommend needs at least one validation sample")
+    counts = {k: int(v.sum()) for k, v in vecs.items()}
+    order = sorted(vecs, key=lambda k: (-counts[k], k != default, list(vecs).index(k)))
+    same_as: dict[str, str] = {}
+    kept: list[str] = []
+    for k in order:
+        twin = next((j for j in kept if np.array_equal(vecs[j], vecs[k])), None)
+        if twin is None:
+            kept.append(k)
+        else:
+            same_as[k] = twin
+    best = order[0]
+    comps = tuple(compare_on_val(best, vecs[best], k, vecs[k], alpha) for k in kept[1:])
+    if not comps:
+        line = (f"keeping {default}: no other candidate" if len(vecs) == 1 else
+                f"keeping {default}: every candidate has the same validation predictions")
+        return Recommendation(default, DEFAULT_BEST, default, best, None, comps, counts, n, same_as, line, alpha)
+    if best == default:
+        dec = comps[0]
+        line = (f"keeping {default}: the most accurate on noisy validation ({counts[default]} of {n} correct; "
+                f"next {dec.second} {dec.k_second})")
+        return Recommendation(default, DEFAULT_BEST, default, best, dec, comps, counts, n, same_as, line, alpha)
+    failed = [c for c in comps if not c.beats]
+    if failed:
+        dec = max(failed, key=lambda c: (c.p_value, c.k_second))
+        line = (f"no decision: {best} and {dec.second} differ by {dec.b - dec.c} of {n} validation samples "
+                f"(McNemar p={dec.p_value:.2g}); keeping {default}")
+        return Recommendation(default, NO_DECISION, default, best, dec, comps, counts, n, same_as, line, alpha)
+    dec = max(comps, key=lambda c: (c.p_value, c.k_second))
+    line = (f"recommended: {best}: beats every other candidate on noisy validation; closest: "
+            f"{dec.text()}")
+    return Recommendation(best, RECOMMENDED, default, best, dec, comps, counts, n, same_as, line, alpha)
+
+
+def decision_warning(decision: Recommendation) -> str | None:
+    """:func:`resolution_warning` for a :func:`recommend` decision: with "no decision" the gap at
+    stake is the decisive comparison's (b - c)/n (positive: the most accurate candidate's lead),
+    and the warning says how many samples would resolve it; otherwise only the small-set warning
+    (n < 100). No sample-size offer for a difference that goes against the candidate."""
+    dec = decision.decisive
+    delta = 0.0
+    if decision.status == NO_DECISION and dec is not None and dec.b > dec.c:
+        delta = (dec.b - dec.c) / dec.n
+    return resolution_warning(decision.n, decision.correct[decision.default] / decision.n, delta)
+
+
 # --------------------------------------------------------------------------- resolution
 def resolution_warning(n_val: int, acc: float, delta: float, min_n: int = 100) -> str | None:
     """Warn when the noisy-validation set is too small to resolve the differences at stake.

@@ -17,9 +17,11 @@ from noisescope.report.html import Section
 BLURB = ("Every post-hoc repair of the converged network side by side (and early stopping, cleaning + "
          "retraining, the raw-input reference and the clean-label oracle). Every d, rank, tap and epoch is "
          "chosen on noisy validation; clean test accuracy is only reported, with its 95% Wilson interval. "
-         "Verdict: the paired noisy-validation gain over the final model must exceed one standard error. "
-         "vs early stop: clean-test difference and McNemar's exact p. Gap closed: share of the gap between "
-         "early stopping and the oracle.")
+         "Rule (the one recommendation rule, docs/definitions.md): early stopping is kept unless the most "
+         "accurate candidate on noisy validation beats every other candidate by McNemar's exact test "
+         "(p < 0.05); each row says whether the most accurate candidate beats it (val p: that test's p). "
+         "Val gain: the paired gain over the final model. vs early stop: clean-test difference and "
+         "McNemar's exact p. Gap closed: share of the gap between early stopping and the oracle.")
 
 
 def _acc(v: float, lo: float, hi: float) -> str:
@@ -31,22 +33,26 @@ def leaderboard_html(table: pd.DataFrame, recommended: str | None = None) -> str
     n_val = int(table["n_val"].max()) if len(table) else 0
     n_test = int(table["n_test"].max()) if len(table) else 0
     head = (f"<tr><th>method</th><th>choice (noisy val)</th><th>noisy val [95% CI], n={n_val}</th>"
-            f"<th>clean test [95% CI], n={n_test}</th><th>val gain (se), pts</th><th>verdict</th>"
+            f"<th>clean test [95% CI], n={n_test}</th><th>val gain vs final (se), pts</th><th>rule</th>"
+            "<th>val p vs best</th>"
             "<th>vs early stop, pts (McNemar p)</th><th>gap closed</th><th>seconds</th></tr>")
     rows = [head]
     for r in table.to_dict("records"):
-        name = html.escape(r["method"]) + (" <b>(recommended)</b>" if r["method"] == recommended else "")
+        name = html.escape(r["method"]) + (" <b>(use this)</b>" if r["method"] == recommended else "")
         if r["n_test"] == 0:
-            rows.append(f"<tr><td>{name}</td><td colspan=8>{html.escape(str(r['note']))}</td></tr>")
+            rows.append(f"<tr><td>{name}</td><td colspan=9>{html.escape(str(r['note']))}</td></tr>")
             continue
         gain = "-" if r["val_gain"] != r["val_gain"] else f"{100 * r['val_gain']:+.1f} ({100 * r['val_gain_se']:.1f})"
         es = "-" if r["es_p"] != r["es_p"] else f"{100 * r['es_diff']:+.1f} ({r['es_p']:.2g})"
         gap = "-" if r["gap_closed"] != r["gap_closed"] else f"{r['gap_closed']:.2f}"
+        vp = r.get("val_p", float("nan"))
+        vp = "-" if vp is None or vp != vp else f"{vp:.2g}"
         secs = "-" if r["seconds"] != r["seconds"] else f"{r['seconds']:.1f}"
         rows.append(f"<tr><td>{name}</td><td>{html.escape(str(r['choice']))}</td>"
                     f"<td>{_acc(r['val_acc'], r['val_low'], r['val_high'])}</td>"
                     f"<td>{_acc(r['test_acc'], r['test_low'], r['test_high'])}</td><td>{gain}</td>"
-                    f"<td>{html.escape(r['verdict'] or '-')}</td><td>{es}</td><td>{gap}</td><td>{secs}</td></tr>")
+                    f"<td>{html.escape(r['verdict'] or '-')}</td><td>{vp}</td><td>{es}</td><td>{gap}</td>"
+                    f"<td>{secs}</td></tr>")
     return '<table class="data">' + "\n".join(rows) + "</table>"
 
 
@@ -66,12 +72,12 @@ def repair_section(run_path: str | Path, scratch: Path | None = None) -> Section
         info = json.loads((path / "repair.json").read_text())
     if info.get("verdict_line"):
         sec.notes.append(info["verdict_line"])
-    if info.get("recommended_posthoc") is not None or info.get("verdict_posthoc"):
-        post = info.get("recommended_posthoc")
-        sec.notes.append(f"Best repair of the converged network without retraining: {post}" if post else
-                         "No repair of the converged network without retraining clears one standard error.")
+    post = info.get("decision_posthoc")
+    if post:
+        sec.notes.append(f"Without retraining or another checkpoint: {post['line']}")
     if info.get("export"):
-        sec.notes.append(f"Recommended module exported to {info['export']} (safetensors + JSON).")
+        sec.notes.append(f"The recommended model ({info.get('recommended')}) is exported to {info['export']} "
+                         "(safetensors + JSON).")
     if info.get("warning"):
         sec.notes.append(f"Warning: {info['warning']}")
     sec.notes.extend(f"Note: {n}" for n in info.get("notes", []))

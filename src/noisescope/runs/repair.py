@@ -28,23 +28,28 @@ oracle                   upper bound: the same config retrained on the clean lab
 ======================== ====================================================================
 
 Columns (COLUMNS): accuracies on noisy validation (observed labels) and clean test, each with
-its 95% Wilson interval and n; ``val_gain`` / ``val_gain_se`` / ``verdict``: the paired
-noisy-validation gain over the final model and ``evidence.rules.repair_verdict`` ("repair" when
-the gain exceeds one standard error, else "no repair"); ``es_*``: McNemar's exact test against
+its 95% Wilson interval and n; ``val_gain`` / ``val_gain_se``: the paired noisy-validation gain
+over the final model and its standard error (informative); ``verdict``: the row's outcome under
+the recommendation rule (``Recommendation.outcome``: recommended, kept, undecided, beaten, not
+beaten, "= X"; empty for the reference and the oracle); ``val_p``: McNemar's exact p of the most
+accurate candidate against this row on noisy validation; ``es_*``: McNemar's exact test against
 early stopping on the clean test set (b = this right and early stopping wrong, c = the reverse,
 diff = this minus early stopping); ``gap_closed`` = (acc - acc_es) / (acc_oracle - acc_es) on
 clean test, when the oracle was measured; ``seconds``: wall time to build the repair (its passes
 over the data and its choice on noisy validation; an analysis shared by several rows is counted
 in each; the oracle's is its training time), not counting the clean-test evaluation.
 
-The recommended repair is :func:`evidence.rules.best_repair` over the rows of kind "repair"
-("no repair" is an answer: the final model stays recommended); it is exported as a plain module
-(:func:`export_repair`, :func:`load_repair`): safetensors + JSON, rebuilt from the JSON with
-``noisescope.models.build_model``, no optimizer, run store or pickle.
+The recommended model is :func:`evidence.rules.recommend` over every candidate row (every kind
+but "reference" and "oracle": the final model, early stopping, the repairs) with early stopping
+as the safe default: a candidate replaces it only when it beats every other candidate on noisy
+validation by McNemar's exact test ("no decision" is an answer: early stopping is kept). It is
+exported as a plain module (:func:`export_repair`, :func:`load_repair`): safetensors + JSON,
+rebuilt from the JSON with ``noisescope.models.build_model``, no optimizer, run store or pickle.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 from collections.abc import Callable
@@ -59,18 +64,21 @@ from torch import nn
 from noisescope.evaluate import correct
 from noisescope.evidence.intervals import wilson_interval
 from noisescope.evidence.paired import mcnemar
-from noisescope.evidence.rules import Verdict, best_repair, repair_verdict, resolution_warning
+from noisescope.evidence.rules import Recommendation, decision_warning, recommend, repair_verdict
 from noisescope.io import atomic_write, jsonable, write_json
 from noisescope.models.base import TappedModel
 from noisescope.runs.oracle import _complete, ensure_oracle
 from noisescope.runs.repair_export import (
     CLEANING_MISSING,
     COLUMNS,
+    DEFAULT,
     EXPORT_DIR,
     JSON_FILE,
+    NOT_CANDIDATES,
     ORACLE_MISSING,
     TABLE_FILE,
     export_module,
+    load_repair,  # noqa: F401  (re-exported: docs/repair.md imports it from here)
     model_spec,
 )
 from noisescope.runs.run import Run, load_run
@@ -93,10 +101,14 @@ class RepairReport:
 
     Attributes:
         path: the run; table: COLUMNS, one row per method; final_epoch / early_epoch.
-        recommended / verdict: :func:`best_repair` over the "repair" rows (None = no repair).
-        recommended_posthoc / verdict_posthoc: the same over repairs of the converged network
-            that neither retrain nor read another checkpoint.
-        export: where the recommended module was written (the final model when "no repair").
+        decision: :func:`evidence.rules.recommend` over the candidate rows, default early stopping.
+        recommended: the row to use (``decision.choice``: ``"early_stop"`` unless a candidate
+            beats every other).
+        decision_posthoc / recommended_posthoc: the same rule over the final model and its
+            repairs that neither retrain nor read another checkpoint, default the final model.
+        export: where the recommended module was written.
+        sources: method -> (run directory, epoch) its weights come from (a sub-run for
+            cleaning and the oracle).
         modules: method -> the repaired nn.Module (in memory; :func:`export_repair` writes any).
         correct: method -> {"val", "test"}: per-sample correctness (bool arrays).
         warning: ``resolution_warning`` of the noisy-validation set, or None.
@@ -107,16 +119,23 @@ class RepairReport:
     table: pd.DataFrame
     final_epoch: int
     early_epoch: int
-    recommended: str | None = None
-    verdict: Verdict | None = None
-    recommended_posthoc: str | None = None
-    verdict_posthoc: Verdict | None = None
+    decision: Recommendation | None = None
+    decision_posthoc: Recommendation | None = None
     export: Path | None = None
     modules: dict[str, nn.Module] = field(default_factory=dict)
     correct: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)
     warning: str | None = None
     notes: list[str] = field(default_factory=list)
     meta: dict = field(default_factory=dict)
+    sources: dict[str, tuple[Path, int]] = field(default_factory=dict)
+
+    @property
+    def recommended(self) -> str | None:
+        return None if self.decision is None else self.decision.choice
+
+    @property
+    def recommended_posthoc(self) -> str | None:
+        return None if self.decision_posthoc is None else self.decision_posthoc.choice
 
     def row(self, method: str) -> dict:
         t = self.table[self.table.method == method]
@@ -125,12 +144,8 @@ class RepairReport:
         return t.iloc[0].to_dict()
 
     def verdict_line(self) -> str:
-        if self.verdict is None:
-            return "no repair: no candidate"
-        if self.recommended is None:
-            return f"{self.verdict.reason}; the final model (epoch {self.final_epoch}) stays the recommended one"
-        return f"recommended: {self.recommended} ({self.row(self.recommended)['choice']}): " + \
-            self.verdict.reason.split(": ", 1)[-1]
+        """The decision in one line (``Recommendation.line``)."""
+        return "no decision: no candidate" if self.decision is None else self.decision.line
 
 
 def _acc_cols(prefix: str, c: np.ndarray | None) -> dict:
@@ -150,6 +165,7 @@ class _Board:
         self.rows: list[dict] = []
         self.modules: dict[str, nn.Module] = {}
         self.correct: dict[str, dict[str, np.ndarray]] = {}
+        self.sources: dict[str, tuple[Path, int]] = {}
 
     def measure(self, module: nn.Module) -> dict[str, np.ndarray]:
         d = self.data
@@ -158,11 +174,16 @@ class _Board:
 
     def add(self, method: str, kind: str, *, module: nn.Module | None = None,
             right: dict[str, np.ndarray] | None = None, seconds: float = float("nan"), posthoc: bool = False,
-            epoch: int = -1, tap: str = "", choice: str = "", d: int = -1, note: str = "") -> None:
+            epoch: int = -1, tap: str = "", choice: str = "", d: int = -1, note: str = "",
+            source: Path | None = None) -> None:
+        """One row; ``source``: the run directory the module's weights come from (at ``epoch``),
+        when it is not the repaired run itself (a sub-run)."""
         if module is not None and right is None:
             right = self.measure(module)
         if module is not None:
             self.modules[method] = module
+            if source is not None:
+                self.sources[method] = (Path(source), int(epoch))
         if right is not None:
             self.correct[method] = right
         self.rows.append({
@@ -344,11 +365,14 @@ def repair_run(
         control = _spectrum_of(run.model(0).to(dev).eval(), data.x_train, ft, batch_size, dev).eigvals
     else:
         notes.append("no epoch-0 checkpoint: label_free:control_edge not measured")
-    lf = label_free_d(spec.eigvals, n_samples=n_train, control_eigvals=control)
+    lf_raw = label_free_d(spec.eigvals, n_samples=n_train, control_eigvals=control)
+    lf = {rule: int(min(max(dl, 1), spec.dim)) for rule, dl in lf_raw.items()}  # the d each row uses
+    for rule, dl in lf_raw.items():
+        if dl != lf[rule]:
+            notes.append(f"label_free:{rule}: the rule gives d={dl}; d={lf[rule]} used (d lies in [1, {spec.dim}])")
     t_lf = t_analysis + time.perf_counter() - t0
     for rule, dl in lf.items():
         t1 = time.perf_counter()
-        dl = int(min(max(dl, 1), spec.dim))
         e = SpectralTruncation(d=dl, head="original").fit_analysis(feat)
         board.add(f"label_free:{rule}", "repair", module=e.to_module(final), posthoc=True, epoch=epoch, tap=ft,
                   choice=f"d={dl} (noisy-val d={d_val})", d=dl, seconds=t_lf + time.perf_counter() - t1)
@@ -373,7 +397,7 @@ def repair_run(
         omodel = orun.model(oe).to(dev).eval()
         board.add("oracle", "oracle", module=omodel, seconds=float("nan") if osecs is None else osecs, epoch=oe,
                   tap=omodel.feature_tap, choice=f"clean labels, epoch {oe} (best clean val)",
-                  d=omodel.feature_dim)
+                  d=omodel.feature_dim, source=opath)
     else:
         board.add("oracle", "oracle", note=ORACLE_MISSING)
 
@@ -382,10 +406,11 @@ def repair_run(
                    "settings": {"layers": layers, "rank_strategy": rank_strategy, "layer_strategy": layer_strategy,
                                 "ridge": ridge, "logistic_l2": logistic_l2, "d_rule": d_rule,
                                 "clean": clean, "clean_method": clean_method},
-                   "label_free_d": lf, "noisy_val_d": d_val, "oracle": None if opath is None else str(opath),
+                   "label_free_d": lf, "label_free_d_rule": lf_raw, "noisy_val_d": d_val,
+                   "oracle": None if opath is None else str(opath),
                    "model": model_spec(run)}
     if export:
-        name = report.recommended or "final"
+        name = report.recommended or DEFAULT
         report.export = export_repair(report, name, Path(out) if out else run.path / EXPORT_DIR)
     if write:
         write_report(report)
@@ -428,7 +453,7 @@ def _cleaning_row(board: _Board, run: Run, notes: list[str], mode: str | None, m
     board.add("cleaning", "repair", module=crun.model(ce).to(board.dev).eval(), epoch=ce, seconds=seconds,
               tap=crun.config.model.arch,
               choice=f"{info['mode']} {info['n_flagged']} flagged by {method}, retrained, epoch {ce}",
-              note=f"sub-run {sub}")
+              note=f"sub-run {sub}", source=sub)
 
 
 def _finish(run: Run, board: _Board, epoch: int, e_epoch: int, notes: list[str]) -> RepairReport:
@@ -437,16 +462,27 @@ def _finish(run: Run, board: _Board, epoch: int, e_epoch: int, notes: list[str])
     orc = right.get("oracle")
     acc_es = float(es["test"].mean())
     gap = float(orc["test"].mean()) - acc_es if orc is not None else float("nan")
+    kinds = {r["method"]: r["kind"] for r in board.rows}
+    cands = {m: right[m]["val"] for m, k in kinds.items() if k not in NOT_CANDIDATES and m in right}
+    post = {m: v for m, v in cands.items()
+            if m == "final" or any(r["method"] == m and r["posthoc"] for r in board.rows)}
+    decision = recommend(cands, default=DEFAULT)
+    decision_p = recommend(post, default="final")
     for r in board.rows:
         m = r["method"]
         c = right.get(m)
-        r.update(val_gain=float("nan"), val_gain_se=float("nan"), verdict="", es_b=-1, es_c=-1,
+        r.update(val_gain=float("nan"), val_gain_se=float("nan"), verdict="", val_p=float("nan"), es_b=-1, es_c=-1,
                  es_diff=float("nan"), es_p=float("nan"), gap_closed=float("nan"))
         if c is None:
             continue
-        if r["kind"] == "repair":
-            v = repair_verdict(c["val"], fin["val"], name=m)
-            r.update(val_gain=v.gain, val_gain_se=v.se, verdict="repair" if v.recommended else "no repair")
+        if m in cands:
+            if m != "final":
+                v = repair_verdict(c["val"], fin["val"], name=m)
+                r.update(val_gain=v.gain, val_gain_se=v.se)
+            r["verdict"] = decision.outcome(m)
+            comp = next((x for x in decision.comparisons if x.second == m), None)
+            if comp is not None:
+                r["val_p"] = comp.p_value
         if m != "early_stop":
             mc = mcnemar(c["test"], es["test"])
             r.update(es_b=mc.b, es_c=mc.c, es_diff=mc.difference, es_p=mc.p_value)
@@ -456,43 +492,44 @@ def _finish(run: Run, board: _Board, epoch: int, e_epoch: int, notes: list[str])
         notes.append(f"the oracle does not beat early stopping on clean test (gap {100 * gap:+.1f} points): "
                      "gap_closed is not defined")
     table = pd.DataFrame(board.rows, columns=COLUMNS)
-    cands = {r["method"]: right[r["method"]]["val"] for r in board.rows
-             if r["kind"] == "repair" and r["method"] in right}
-    post = {k: v for k, v in cands.items() if bool(table.loc[table.method == k, "posthoc"].iloc[0])}
-    rec, verdict = best_repair(cands, fin["val"])
-    rec_p, verdict_p = best_repair(post, fin["val"])
-    warning = None
-    if verdict is not None:
-        warning = resolution_warning(len(fin["val"]), float(fin["val"].mean()), verdict.gain)
-    return RepairReport(run.path, table, epoch, e_epoch, rec, verdict, rec_p, verdict_p, None, board.modules,
-                        board.correct, warning, notes)
+    return RepairReport(run.path, table, epoch, e_epoch, decision, decision_p, None, board.modules, board.correct,
+                        decision_warning(decision), notes, sources=dict(board.sources))
 
 
 def export_repair(report: RepairReport, method: str, path: str | Path) -> Path:
-    """Write the module of row ``method`` as a plain module (:func:`load_repair` reads it back)."""
+    """Write the module of row ``method`` as a plain module (:func:`load_repair` reads it back).
+    ``network.json`` / ``truncation.json`` / ``projected.json`` name the run and epoch the
+    weights come from (``source_run``, ``source_epoch``: the early-stopping epoch, a cleaning
+    or oracle sub-run's epoch, or the repaired final epoch)."""
     if method not in report.modules:
         raise ValueError(f"row {method!r} has no module to export; rows with one: {sorted(report.modules)}")
     row = report.row(method)
-    meta = {"model": report.meta.get("model"), "repair": method, "choice": row["choice"],
-            "source_run": str(report.path), "source_epoch": report.final_epoch,
+    src_run, src_epoch = report.sources.get(method, (report.path, int(row["epoch"])))
+    if src_epoch < 0:
+        src_epoch = report.final_epoch
+    spec = report.meta.get("model")
+    if method in report.sources:  # a sub-run: its own build spec (its input normalization is fitted on its data)
+        spec = model_spec(load_run(src_run))
+    meta = {"model": spec, "repair": method, "choice": row["choice"],
+            "source_run": str(src_run), "source_epoch": int(src_epoch), "repaired_run": str(report.path),
             "recommended": method == report.recommended,
             "reason": report.verdict_line(), "val_acc": row["val_acc"], "test_acc": row["test_acc"]}
     if method != report.recommended:
-        meta["note"] = "not the recommended repair: exported for inspection" if method != "final" or \
-            report.recommended is not None else "no repair: the final model stays the recommended one"
+        meta["note"] = f"not the recommended model ({report.recommended}): exported for inspection"
     return export_module(report.modules[method], path, meta)
 
 
-def report_json(report: RepairReport) -> dict:
-    def verdict(v: Verdict | None) -> dict | None:
-        return None if v is None else {"recommended": v.recommended, "gain": v.gain, "se": v.se, "n": v.n,
-                                       "reason": v.reason, "b": v.b, "c": v.c, "p_value": v.p_value}
+def _decision_json(d: Recommendation | None) -> dict | None:
+    return None if d is None else jsonable(dataclasses.asdict(d))
 
+
+def report_json(report: RepairReport) -> dict:
     return {**{k: v for k, v in report.meta.items() if k != "model"},
             "written": time.strftime("%Y-%m-%dT%H:%M:%S"),
-            "recommended": report.recommended, "verdict": verdict(report.verdict),
+            "recommended": report.recommended, "decision": _decision_json(report.decision),
             "verdict_line": report.verdict_line(),
-            "recommended_posthoc": report.recommended_posthoc, "verdict_posthoc": verdict(report.verdict_posthoc),
+            "recommended_posthoc": report.recommended_posthoc,
+            "decision_posthoc": _decision_json(report.decision_posthoc),
             "export": None if report.export is None else str(report.export), "warning": report.warning,
             "notes": report.notes,
             "rows": jsonable(report.table.to_dict("records"))}

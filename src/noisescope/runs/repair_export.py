@@ -14,8 +14,13 @@ from noisescope.spectral.layerwise import ProjectedModel, load_projected, save_p
 
 COLUMNS = ["method", "kind", "posthoc", "repairs", "epoch", "tap", "choice", "d",
            "val_acc", "val_low", "val_high", "n_val", "test_acc", "test_low", "test_high", "n_test",
-           "val_gain", "val_gain_se", "verdict", "es_b", "es_c", "es_diff", "es_p", "gap_closed", "seconds", "note"]
+           "val_gain", "val_gain_se", "verdict", "val_p", "es_b", "es_c", "es_diff", "es_p", "gap_closed",
+           "seconds", "note"]
 KINDS = ("baseline", "repair", "reference", "oracle")
+# rows of these kinds are not candidates of the recommendation (evidence.rules.recommend): the
+# raw-input reference is no repair of the network, the oracle saw the clean labels
+NOT_CANDIDATES = ("reference", "oracle")
+DEFAULT = "early_stop"  # the safe default every recommendation keeps unless a candidate beats every other
 JSON_FILE, TABLE_FILE, EXPORT_DIR, ORACLE_DIR = "repair.json", "repair.parquet", "repaired", "oracle"
 NETWORK_FORMAT, NETWORK_META = "noisescope.network/1", "network.json"
 WEIGHTS_FILE = "model.safetensors"

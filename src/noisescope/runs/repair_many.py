@@ -29,6 +29,7 @@ def setting_label(run: Run) -> str:
     return f"{c.data.name} {c.noise.model} {c.noise.rate:g} {c.model.arch} ({setting_key(run)})"
 
 
+CHOSEN = ("recommended", "kept")  # verdicts of the row the recommendation rule chose
 AGG_COLUMNS = ["setting", "method", "kind", "n_seeds", "test_mean", "test_sd", "test_low", "test_high", "val_mean",
                "val_gain_mean", "verdicts", "beats_es", "es_diff_mean", "es_p_max", "gap_closed_mean", "seconds_mean",
                "choices"]
@@ -36,8 +37,9 @@ AGG_COLUMNS = ["setting", "method", "kind", "n_seeds", "test_mean", "test_sd", "
 
 def aggregate(tables: dict[str, pd.DataFrame], setting: str = "") -> pd.DataFrame:
     """Mean, sample sd and 95% t-interval over seeds (runs) of each method's clean test accuracy,
-    the verdict counts ("k/n repair"), how many seeds beat early stopping on clean test with
-    McNemar p < 0.05 ("k/n"), and the mean share of the early-stopping-to-oracle gap closed."""
+    how often the recommendation rule chose it (``verdicts``: "k/n", rows whose verdict is
+    "recommended" or "kept"), how many seeds beat early stopping on clean test with McNemar
+    p < 0.05 ("k/n"), and the mean share of the early-stopping-to-oracle gap closed."""
     if not tables:
         raise ValueError("no leaderboard to aggregate")
     df = pd.concat([t.assign(run=r) for r, t in tables.items()], ignore_index=True)
@@ -47,7 +49,7 @@ def aggregate(tables: dict[str, pd.DataFrame], setting: str = "") -> pd.DataFram
         meas = g[g["n_test"] > 0]
         s = aggregate_seeds(meas["test_acc"].tolist()) if len(meas) else None
         n = len(meas)
-        rep = g[g.verdict != ""]
+        rep = g[g.verdict.fillna("") != ""]
         beats = int(((meas.es_p < 0.05) & (meas.es_diff > 0)).sum())
         rows.append({
             "setting": setting, "method": method, "kind": g["kind"].iloc[0], "n_seeds": n,
@@ -55,7 +57,7 @@ def aggregate(tables: dict[str, pd.DataFrame], setting: str = "") -> pd.DataFram
             "test_low": s.low if s else float("nan"), "test_high": s.high if s else float("nan"),
             "val_mean": float(meas["val_acc"].mean()) if n else float("nan"),
             "val_gain_mean": float(meas["val_gain"].mean()) if n else float("nan"),
-            "verdicts": f"{int((rep.verdict == 'repair').sum())}/{len(rep)} repair" if len(rep) else "",
+            "verdicts": f"{int(rep.verdict.isin(CHOSEN).sum())}/{len(rep)}" if len(rep) else "",
             "beats_es": f"{beats}/{n}" if method != "early_stop" and n else "",
             "es_diff_mean": float(meas["es_diff"].mean()) if n else float("nan"),
             "es_p_max": float(meas["es_p"].max()) if n else float("nan"),

@@ -2,16 +2,19 @@
 
 The comparison (final / early stopping / truncation / per-tap probes / raw inputs, each accuracy
 with its Wilson interval and n) analyses each tap once; the exported truncated module is fitted
-from that same analysis. The verdict (docs/definitions.md, "Repair verdict"): truncation is
-recommended only when its noisy-validation gain over the final model, paired per sample,
-exceeds one standard error of that gain (``evidence.rules.repair_verdict``); otherwise "no
-repair" and the final model stays the recommended one. On the clean test set the truncated
-model is compared with the final and the early-stopped model by McNemar's exact test (reported,
-never used to choose).
+from that same analysis. Two statements, both on noisy validation and paired per sample
+(docs/definitions.md): truncated against the final model (the gain over the model it repairs
+and its standard error, ``evidence.rules.repair_verdict``), and the recommendation over final,
+early stopping and truncation (``evidence.rules.recommend``, default early stopping, or the
+final model with ``early=False``): truncation is recommended only when it beats both by
+McNemar's exact test. The wording says which comparison is which ("better than the final
+model; early stopping is better"). On the clean test set the truncated model is compared with
+the final and the early-stopped model by McNemar's exact test (reported, never used to choose).
 """
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,7 +24,15 @@ import torch
 
 from noisescope.evaluate import correct, model_accuracy
 from noisescope.evidence.paired import mcnemar, paired_difference
-from noisescope.evidence.rules import Verdict, repair_verdict, resolution_warning
+from noisescope.evidence.rules import (
+    Recommendation,
+    Verdict,
+    compare_on_val,
+    decision_warning,
+    recommend,
+    repair_verdict,
+)
+from noisescope.io import jsonable
 from noisescope.probes.dynamics import early_stop_update
 from noisescope.runs.run import Run, load_run
 from noisescope.spectral.compare import compare
@@ -73,7 +84,9 @@ class TruncationReport:
         comparison: spectral.compare COLUMNS (accuracies with Wilson intervals and n).
         estimator: the fitted SpectralTruncation; out: where the module was written.
         verdict: truncated vs final on noisy validation (``evidence.rules.repair_verdict``).
-        warning: ``evidence.rules.resolution_warning`` on the noisy-validation set, or None.
+        decision: ``evidence.rules.recommend`` over final, early stopping and truncation on
+            noisy validation (default early stopping; the final model without ``early``).
+        warning: ``evidence.rules.decision_warning`` of that decision, or None.
         paired: PAIRED_COLUMNS, McNemar's exact test of the truncated model against the final
             and the early-stopped model on the clean test set (b: truncated right and the other
             wrong; difference: truncated minus other, with its paired 95% interval).
@@ -90,19 +103,46 @@ class TruncationReport:
     warning: str | None = None
     paired: pd.DataFrame | None = None
     correct: dict | None = None
+    decision: Recommendation | None = None
 
     @property
     def recommended(self) -> bool:
-        return bool(self.verdict is not None and self.verdict.recommended)
+        """True when the rule recommends the truncated model over final and early stopping."""
+        return bool(self.decision is not None and self.decision.choice == "truncated")
+
+    def comparison_line(self) -> str:
+        """What truncation is compared with, in words: ``"truncation to d=12 (head original):
+        better than the final model (+12.3 points, se 1.5); early stopping is better (596 vs
+        562 of 1000 correct, McNemar p=0.004)"`` (noisy validation, paired)."""
+        what = f"truncation to d={self.estimator.d_} (head {self.estimator.head})"
+        if self.verdict is None:
+            return f"{what}: no noisy-validation split to compare on"
+        v = self.verdict
+        gain = f"{100 * v.gain:+.1f} points, se {100 * v.se:.1f}"
+        if v.recommended:
+            text = f"{what}: better than the final model ({gain})"
+        elif v.gain > 0:
+            text = f"{what}: within one standard error of the final model ({gain})"
+        else:
+            text = f"{what}: not better than the final model ({gain})"
+        val = (self.correct or {}).get("val", {})
+        if "early_stop" not in val:
+            return text
+        tr, es = val["truncated"], val["early_stop"]
+        if compare_on_val("early_stop", es, "truncated", tr).beats:
+            c = compare_on_val("early_stop", es, "truncated", tr)
+            return f"{text}; early stopping is better ({c.text()})"
+        c = compare_on_val("truncated", tr, "early_stop", es)
+        if c.beats:
+            return f"{text}; better than early stopping ({c.text()})"
+        return (f"{text}; within resolution of early stopping (they differ by {abs(c.b - c.c)} of {c.n} "
+                f"validation samples, McNemar p={c.p_value:.2g})")
 
     def verdict_line(self) -> str:
-        """``"recommended: truncation to d=..."`` or ``"no repair: ..."`` with the reason."""
-        if self.verdict is None:
-            return "no repair: no noisy-validation split to decide on"
-        if self.recommended:
-            why = self.verdict.reason.removeprefix("repair: ")
-            return f"recommended: truncation to d={self.estimator.d_} (head {self.estimator.head}): {why}"
-        return f"{self.verdict.reason}; the final model stays the recommended one"
+        """The recommendation in one line (``Recommendation.line``)."""
+        if self.decision is None:
+            return "no decision: no noisy-validation split to decide on"
+        return self.decision.line
 
 
 def paired_tests(test_correct: dict[str, np.ndarray]) -> pd.DataFrame:
@@ -179,21 +219,27 @@ def truncate_run(
         models["early_stop"] = early_model
     right = {split: {k: correct(mdl, x, y, batch_size, dev).numpy() for k, mdl in models.items()}
              for split, x, y in (("val", data.x_val, data.y_val), ("test", data.x_test, data.y_test))}
-    verdict = warning = None
+    verdict = warning = decision = None
     if len(data.y_val):
         verdict = repair_verdict(right["val"]["truncated"], right["val"]["final"])
-        warning = resolution_warning(len(data.y_val), float(right["val"]["final"].mean()), verdict.gain)
+        order = ("early_stop", "final", "truncated") if early_model is not None else ("final", "truncated")
+        decision = recommend({k: right["val"][k] for k in order}, default=order[0])
+        warning = decision_warning(decision)
     paired = paired_tests(right["test"]) if len(data.y_test) else pd.DataFrame(columns=PAIRED_COLUMNS)
+    report = TruncationReport(comparison.table, est, out, epoch, e_epoch, best_any, verdict, warning, paired, right,
+                              decision)
     meta.update({
-        "recommended": bool(verdict is not None and verdict.recommended),
-        "reason": verdict.reason if verdict is not None else "no noisy-validation split to decide on",
+        "recommended": report.recommended,
+        "choice": None if decision is None else decision.choice,
+        "reason": f"{report.comparison_line()}; {report.verdict_line()}",
         "val_gain": None if verdict is None else verdict.gain,
         "val_gain_se": None if verdict is None else verdict.se,
+        "decision": None if decision is None else jsonable(dataclasses.asdict(decision)),
         "warning": warning,
         "paired_tests": paired.to_dict("records"),
     })
     if not meta["recommended"]:
-        meta["note"] = ("not recommended: exported for inspection only; the final model "
-                        f"(epoch {epoch}) stays the recommended one")
+        keep = "early stopping" if decision is None or decision.choice == "early_stop" else "the final model"
+        meta["note"] = f"not recommended: exported for inspection only; {keep} stays the recommended model"
     save_truncated(module, out, meta)
-    return TruncationReport(comparison.table, est, out, epoch, e_epoch, best_any, verdict, warning, paired, right)
+    return report
