@@ -298,7 +298,7 @@ def test_first_fit_epoch_by_hand():
     assert torch.equal(LabelIssueDetector("first_fit").fit(rec).find_issues(), torch.isinf(s))
 
 
-def test_margin_recorder_round_trips():
+def test_margin_recorder_round_trips(tmp_path):
     g = torch.Generator().manual_seed(0)
     labels = torch.randint(0, 4, (10,), generator=g)
     rec = MarginRecorder(10)  # float16
@@ -320,6 +320,16 @@ def test_margin_recorder_round_trips():
     assert list(frame.columns) == ["epoch", "index", "margin"] and len(frame) == 30
     back = MarginRecorder.from_frame(frame, 10)
     assert torch.equal(back.margins, rec.margins)
+    # one Parquet file per epoch, as a run's records/margins: the same recorder
+    files = []
+    for e, part in frame.groupby("epoch"):
+        files.append(tmp_path / f"epoch_{e:06d}.parquet")
+        part.to_parquet(files[-1], index=False)
+    parts = MarginRecorder.from_parquet(files, 10)
+    assert torch.equal(parts.margins, rec.margins) and torch.equal(parts.epochs, rec.epochs)
+    frame.iloc[:10].assign(index=range(5, 15)).to_parquet(tmp_path / "bad.parquet", index=False)
+    with pytest.raises(ValueError, match="outside"):
+        MarginRecorder.from_parquet([tmp_path / "bad.parquet"], 10)
     with pytest.raises(ValueError, match="comes before"):
         rec.update(2, logits[0], labels)
     with pytest.raises(ValueError, match="n=11"):

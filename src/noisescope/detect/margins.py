@@ -163,6 +163,32 @@ class MarginRecorder:
             rec._filled[row][idx] = True
         return rec
 
+    @classmethod
+    def from_parquet(cls, paths: list, n: int, dtype: torch.dtype = torch.float16) -> MarginRecorder:
+        """Rebuild a recorder from Parquet files of :meth:`to_frame`'s table (one file per
+        epoch, in epoch order, as a run's ``records/margins``), read column by column with
+        pyarrow: the same recorder as ``from_frame`` of their concatenation, without building
+        the long frame."""
+        import pyarrow.parquet as pq
+
+        rec = cls(n, dtype)
+        for path in paths:
+            table = pq.read_table(path, columns=["epoch", "index", "margin"])
+            ep = table.column("epoch").to_numpy().astype(np.int64)
+            idx_all = table.column("index").to_numpy().astype(np.int64)
+            val_all = table.column("margin").to_numpy().astype(np.float32)
+            for epoch in np.unique(ep):
+                sel = ep == epoch
+                idx, vals = torch.from_numpy(idx_all[sel]), torch.from_numpy(val_all[sel])
+                if len(idx) and (int(idx.min()) < 0 or int(idx.max()) >= n):
+                    raise ValueError(f"{path} has index outside [0, {n}) at epoch {epoch}")
+                if dtype == torch.float16:
+                    vals = vals.clamp(-FP16_MAX, FP16_MAX)
+                row = rec._row(int(epoch))
+                rec._block[row, idx] = vals.to(dtype)
+                rec._filled[row][idx] = True
+        return rec
+
     # ------------------------------------------------------------------ resume
     def state_dict(self) -> dict[str, torch.Tensor]:
         """Tensors only (safetensors-friendly): ``margins`` (E, N), ``epochs`` (E,), ``filled`` (E, N) bool."""

@@ -113,11 +113,12 @@ def features_and_logits(model, x: torch.Tensor, batch_size: int, device) -> tupl
 
 
 def margins_of(run: Run, n: int) -> MarginRecorder | None:
-    """The run's per-sample ``margins`` record as a recorder (float32), or None."""
-    frame = run.store.record("margins")
-    if frame.empty:
+    """The run's per-sample ``margins`` record as a recorder (float32), or None; read file by
+    file with pyarrow (the same numbers as ``MarginRecorder.from_frame(run.store.record(...))``)."""
+    files = sorted((run.store.records_dir / "margins").glob("epoch_*.parquet"))
+    if not files:
         return None
-    return MarginRecorder.from_frame(frame, n, dtype=torch.float32)
+    return MarginRecorder.from_parquet(files, n, dtype=torch.float32)
 
 
 def _aum(rec: MarginRecorder, last: int | None) -> torch.Tensor:
