@@ -17,6 +17,29 @@ noisy-validation epoch) models. Each accuracy comes with its Wilson 95% interval
 model is compared with the parent's early-stopped model by McNemar's exact test
 (``evidence.paired``); the sub-runs' accuracies are summarized over seeds
 (``evidence.intervals.aggregate_seeds``: mean, sd, t-interval).
+
+**Cleaning that chooses for itself** (:func:`iterative_clean`):
+
+* The flag set: ``DEFAULT_DETECTOR`` = ``truncated_distance``, by the stated rule
+  ``DETECTOR_RULE`` (the single detector with the highest mean AUROC over the 18 settings of
+  docs/results/label_issues.md: 0.900, against consensus 0.899 and aum_early 0.899), flagged by
+  its own rule (nearer another class mean than its own in the top-d principal subspace, d on
+  noisy validation), not the consensus.
+* Iterative: round 1 flags with the label-issues API
+  (:func:`noisescope.runs.label_issues.find_label_issues` on the parent run); round r > 1 adds
+  the flags of the same detector on the round r - 1 retrained model (its early-stopped
+  checkpoint, over the parent's whole training split: the samples it never saw included).
+  Each round retrains from scratch on the parent's split minus (or relabelled at) every flag
+  so far (:func:`retrain_cleaned`).
+* Stopping rule, on noisy validation only: round r is kept only if its early-stopped model's
+  noisy-validation accuracy beats the best earlier model (round 0 = the parent's early
+  stopping) by :func:`evidence.rules.repair_verdict` (paired gain > one standard error);
+  the first round that fails, adds no flag or reaches ``max_rounds`` stops the loop, and
+  the last kept round is the result. Compute: 1 + rounds trained training runs.
+* Relabelling with a confidence (:func:`relabel_suggestions`): for every training sample,
+  the suggested label (argmax of the early-stopped model's softmax) and its probability, and
+  the probability of the observed label; ``mode="relabel"`` relabels the flagged samples to
+  the suggestion.
 """
 
 from __future__ import annotations
@@ -32,10 +55,13 @@ import torch
 
 from noisescope.config import ConfigError, from_dict
 from noisescope.data.base import NoisyDataset
+from noisescope.detect.estimator import LabelIssueDetector
 from noisescope.evaluate import correct, predict_logits
 from noisescope.evidence.intervals import Accuracy, aggregate_seeds
 from noisescope.evidence.paired import mcnemar
+from noisescope.evidence.rules import repair_verdict
 from noisescope.io import atomic_write, read_json, write_json
+from noisescope.models.base import TappedModel
 from noisescope.runs.build import Prepared, prepare_model
 from noisescope.runs.lifecycle import run_experiment
 from noisescope.runs.run import Run, load_run
@@ -43,6 +69,13 @@ from noisescope.runs.truncate import early_stop_epoch
 from noisescope.training.loop import EpochReport
 
 MODES = ("remove", "relabel")
+#: the detector whose flags :func:`iterative_clean` uses by default, and why
+DEFAULT_DETECTOR = "truncated_distance"
+DETECTOR_RULE = ("the single detector with the highest mean AUROC over the 18 settings of "
+                 "docs/results/label_issues.md (truncated_distance 0.900; consensus 0.899, aum_early 0.899)")
+#: detectors that can score a retrained model's features (rounds > 1)
+FEATURE_DETECTORS = ("truncated_distance", "knn", "fine", "tail_margin", "truncated_margin")
+SUGGESTION_COLUMNS = ["index", "observed", "suggested", "probability", "p_observed"]
 TABLE_COLUMNS = ["model", "mode", "seed", "epoch", "n_train", "test_acc", "test_low", "test_high", "n_test",
                  "b", "c", "p_value"]
 SUMMARY_COLUMNS = ["model", "mode", "n_seeds", "mean", "std", "low", "high", "note"]
@@ -235,3 +268,128 @@ def cleaning_comparison(run: Run, subs: dict[tuple[str, int], Path],
         summary.append({"model": model, "mode": mode, "n_seeds": s.n_seeds, "mean": s.mean, "std": s.std,
                         "low": s.low, "high": s.high, "note": s.note})
     return table, pd.DataFrame(summary, columns=SUMMARY_COLUMNS)
+
+
+def relabel_suggestions(model: torch.nn.Module, data: NoisyDataset, batch_size: int = 2048) -> pd.DataFrame:
+    """SUGGESTION_COLUMNS, one row per training sample (row ``index`` of the training split):
+    the observed label, the suggested label (argmax of ``model``'s softmax), its probability
+    and the probability of the observed label (both in [0, 1])."""
+    prob = torch.softmax(predict_logits(model, data.x_train, batch_size).double(), 1)
+    top, arg = prob.max(1)
+    y = data.y_train.cpu()
+    return pd.DataFrame({"index": np.arange(len(y)), "observed": y.numpy(), "suggested": arg.numpy(),
+                         "probability": top.numpy(), "p_observed": prob[torch.arange(len(y)), y].numpy()},
+                        columns=SUGGESTION_COLUMNS)
+
+
+@dataclass
+class CleaningRound:
+    """One round of :func:`iterative_clean`: the flags so far, the sub-run, its early-stopped
+    model's noisy-validation correctness, and the verdict against the best earlier round."""
+
+    round: int
+    n_flagged: int
+    path: Path | None
+    epoch: int
+    val_correct: np.ndarray
+    kept: bool
+    reason: str
+
+
+@dataclass
+class IterativeCleaning:
+    """What :func:`iterative_clean` did.
+
+    Attributes:
+        rounds: every round tried (round 0: the parent's early stopping).
+        chosen: the last kept round (0 = cleaning did not help on noisy validation).
+        flagged: (N,) bool, the chosen round's flags over the parent's training split.
+        suggestions: :func:`relabel_suggestions` of the parent's early-stopped model.
+        detector / rule: the flag detector and why it is the default.
+        trained_runs: training runs paid for (the parent and every retrained round).
+    """
+
+    rounds: list[CleaningRound]
+    chosen: int
+    flagged: np.ndarray
+    suggestions: pd.DataFrame
+    detector: str
+    rule: str
+    mode: str
+
+    @property
+    def path(self) -> Path | None:
+        return self.rounds[self.chosen].path
+
+    @property
+    def trained_runs(self) -> int:
+        return 1 + sum(r.path is not None for r in self.rounds[1:])
+
+
+def _detector_flags(model: TappedModel, data: NoisyDataset, detector: str, seed: int) -> np.ndarray:
+    """(N,) bool: ``detector``'s own flags on ``model``'s features of the training split
+    (d on the noisy-validation split)."""
+    det = LabelIssueDetector(detector, num_classes=data.num_classes, seed=seed).fit(model, data)
+    return det.find_issues().numpy().astype(bool)
+
+
+def iterative_clean(
+    run_path: str | Path,
+    detector: str = DEFAULT_DETECTOR,
+    mode: str = "remove",
+    max_rounds: int = 2,
+    seed: int | None = None,
+    epochs: int | None = None,
+    batch_size: int = 2048,
+) -> IterativeCleaning:
+    """Clean, retrain, re-detect, until noisy validation stops improving (module docstring).
+
+    Args:
+        run_path: the parent run (trained on the noisy labels, with the dynamics probe).
+        detector: a label-issue detector (``runs.label_issues.RUN_METHODS``); rounds > 1 need
+            one of ``FEATURE_DETECTORS``.
+        mode: ``"remove"`` or ``"relabel"``.
+        max_rounds: at most this many retrainings (compute: 1 + rounds runs).
+        seed: the retrainings' ``train.seed`` (default: the parent's).
+        epochs: training epochs of the retrainings (default: the parent's).
+    """
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+    if isinstance(max_rounds, bool) or int(max_rounds) < 1:
+        raise ValueError(f"max_rounds must be a positive int, got {max_rounds!r}")
+    from noisescope.runs.label_issues import find_label_issues
+
+    run = load_run(run_path)
+    data = run.data
+    seed = run.config.train.seed if seed is None else int(seed)
+    early = early_stop_epoch(run)[0]
+    model = run.model(early)
+    suggestions = relabel_suggestions(model, data, batch_size)
+    val0 = correct(model, data.x_val, data.y_val, batch_size).numpy()
+    rounds = [CleaningRound(0, 0, None, early, val0, True, "the parent's early stopping")]
+    flagged = np.zeros(len(data.y_train), dtype=bool)
+    best, chosen = val0, 0
+    for r in range(1, int(max_rounds) + 1):
+        if r == 1:
+            flags = find_label_issues(run.path, methods=[detector], write=False, seed=seed).flags[detector]
+        elif detector in FEATURE_DETECTORS:
+            flags = _detector_flags(model, data, detector, seed)
+        else:
+            break
+        new = flagged | np.asarray(flags, dtype=bool)
+        if new.sum() == flagged.sum() or new.all():
+            rounds.append(CleaningRound(r, int(new.sum()), None, -1, best, False, "no new flags"))
+            break
+        res = retrain_cleaned(run.path, new, mode, seeds=[seed], method=f"{detector}_r{r}", epochs=epochs)
+        path = res.runs[(mode, seed)]
+        sub = load_run(path)
+        e = early_stop_epoch(sub)[0]
+        sub_model = sub.model(e)
+        val = correct(sub_model, data.x_val, data.y_val, batch_size).numpy()
+        verdict = repair_verdict(val, best, name=f"round {r}")
+        rounds.append(CleaningRound(r, int(new.sum()), path, e, val, verdict.recommended, verdict.reason))
+        if not verdict.recommended:
+            break
+        best, chosen, flagged, model = val, r, new, sub_model
+    flagged_chosen = flagged if chosen else np.zeros(len(data.y_train), dtype=bool)
+    return IterativeCleaning(rounds, chosen, flagged_chosen, suggestions, detector, DETECTOR_RULE, mode)
