@@ -185,6 +185,7 @@ class SpectralReducer:
         projection_dtype: torch.dtype = torch.float32,
         cache_mb: float = 1024.0,
         progress: Callable[[str], None] | None = None,
+        gram_dtype: torch.dtype = torch.float32,
     ) -> None:
         if d_rule not in D_RULES:
             raise ValueError(f"unknown d rule {d_rule!r}; choose from {D_RULES}")
@@ -194,6 +195,7 @@ class SpectralReducer:
         self.batch_size, self.device, self.projection_dtype = batch_size, device, projection_dtype
         self.progress = progress
         self.cache_mb = cache_mb
+        self.gram_dtype = gram_dtype
         self.stats: dict[str, FeatureStats] = {}
         self.out: dict[str, TapAnalysis] = {}
         self._cache: list[tuple[slice, dict[str, torch.Tensor]]] | None = [] if segregation else None
@@ -209,7 +211,8 @@ class SpectralReducer:
             c = data.num_classes
             for n in self.taps:
                 if n not in self.stats:
-                    self.stats[n] = FeatureStats(acts[n].shape[1], c, noisy_second_moment=self.segregation)
+                    self.stats[n] = FeatureStats(acts[n].shape[1], c, noisy_second_moment=self.segregation,
+                                                 gram_dtype=self.gram_dtype)
                 self.stats[n].update(acts[n], data.y_train[sl], data.y_train_true[sl])
             if self._cache is not None:
                 nbytes = sum(acts[n].numel() * 4 for n in self.taps)
@@ -295,9 +298,14 @@ class SpectralReducer:
         for sl, acts in batches:
             y_obs, y_true = data.y_train[sl], data.y_train_true[sl]
             for n in self.taps:
-                acc[n].update(acts[n], y_obs, y_true)
-                if n in fit:
-                    self._fit_batch(self.out[n], acts[n], y_obs, data.noise_mask[sl], fit[n], margin.get(n))
+                res = self.out[n]
+                if n in fit:  # one float64 projection for the fit, the margin and the tail fractions
+                    full = n in margin  # the margin needs every component, the rest up to the grid's largest d
+                    z = res.spectrum.project(acts[n], None if full else int(res.d_grid[-1]), torch.float64)
+                    self._fit_batch(res, acts[n], y_obs, data.noise_mask[sl], fit[n], margin.get(n), z)
+                else:
+                    z = res.spectrum.project(acts[n], int(res.d_grid[-1]), self.projection_dtype)
+                acc[n].update(acts[n], y_obs, y_true, z=z)
         for n, res in self.out.items():
             res.tail_clean, res.tail_noisy = acc[n].result()
             if n in fit:
@@ -308,15 +316,14 @@ class SpectralReducer:
         self._say("segregation")
 
     def _fit_batch(self, res: TapAnalysis, feats: torch.Tensor, y_obs: torch.Tensor, noisy: torch.Tensor,
-                   fit: Any, margin: Any) -> None:
-        """Truncated fit (every grid d) and tail margin (at the head's d*) of one training batch;
-        float64 throughout, so d = D reproduces the head's own predictions."""
-        head = self.model.head
-        full = margin is not None  # the margin needs every component, the fit only up to the grid's largest d
-        z = res.spectrum.project(feats, None if full else int(res.d_grid[-1]), torch.float64)
+                   fit: Any, margin: Any, z: torch.Tensor) -> None:
+        """Truncated fit (every grid d) and tail margin (at the head's d*) of one training batch
+        from its float64 principal coordinates ``z`` (every component when ``margin`` is given),
+        so d = D reproduces the head's own predictions."""
         fit.update(z, y_obs, noisy)
-        if full:
-            margin.update(margin_attribution(feats, res.spectrum, head.weight, head.bias, y_obs, z=z), noisy)
+        if margin is not None:
+            margin.update(margin_attribution(feats, res.spectrum, self.model.head.weight, self.model.head.bias,
+                                             y_obs, z=z), noisy)
 
 
 @torch.no_grad()

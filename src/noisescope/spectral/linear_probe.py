@@ -101,7 +101,10 @@ def cumulative_correct(
     """Number of correct argmax predictions for every d in ``d_grid``.
 
     Works in chunks of samples small enough (``B_chunk * d_max * C <= max_elems``) that the
-    (B_chunk, d_max, C) cumulative scores stay in cache.
+    (C, B_chunk, d_max) cumulative scores stay in cache. The scores are laid out class-major
+    so every step is a contiguous elementwise pass: cumulative sums along d, then a running
+    maximum over classes instead of an argmax over the short class axis (about 3x faster
+    on a CPU, same float64 sums, same counts: a tie goes to the first class, as argmax does).
 
     Args:
         z: (B, D) principal coordinates (float64).
@@ -117,19 +120,28 @@ def cumulative_correct(
     dmax = int(d_grid[-1])
     c = w.shape[1]
     full = len(d_grid) == dmax  # the grid is 1..dmax: no gather needed
-    idx = None if full else torch.as_tensor(d_grid - 1, device=w.device)
+    idx = None if full else torch.as_tensor(np.asarray(d_grid) - 1, device=w.device)
     y = y.to(w.device).long()
     out = torch.zeros(len(d_grid), dtype=torch.int64, device=w.device)
     step = max(1, max_elems // max(1, dmax * c))
-    w = w[:dmax]
+    wt = w[:dmax].T.contiguous()  # (C, dmax)
+    icpt = readout.intercept.to(w.dtype)[:, None]
     for s in range(0, len(z), step):
         zb = z[s : s + step, :dmax].to(w.device, w.dtype)
-        cum = zb[:, :, None] * w[None]  # (b, dmax, C) per-component contributions
-        cum[:, 0] += readout.intercept
-        cum.cumsum_(1)
+        yb = y[s : s + step]
+        rows = torch.arange(len(zb), device=w.device)
+        cum = zb[None] * wt[:, None, :]  # (C, b, dmax) per-component contributions
+        cum[:, :, 0] += icpt
+        cum.cumsum_(2)
         if idx is not None:
-            cum = cum.index_select(1, idx)
-        out += (cum.argmax(2) == y[s : s + step, None]).sum(0)
+            cum = cum.index_select(2, idx)
+        own = cum[yb, rows]  # (b, G) score of the label
+        for k in range(1, c):  # cum[k] <- max(cum[0..k]): running maximum over classes
+            torch.maximum(cum[k], cum[k - 1], out=cum[k])
+        earlier = cum[(yb - 1).clamp_min(0), rows]  # best score of a class before the label
+        earlier[yb == 0] = -torch.inf
+        # argmax returns the first maximum: correct iff no class scores more and none before it ties
+        out += ((own >= cum[c - 1]) & (own > earlier)).sum(0)
     return out
 
 

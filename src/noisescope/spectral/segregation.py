@@ -33,6 +33,10 @@ def noise_share(stats: FeatureStats, spectrum: Spectrum) -> torch.Tensor:
 class TailFractionAccumulator:
     """Streams training features and accumulates mean tail fractions for every d of a grid.
 
+    In the eigenbasis, delta_i V = z_i - (m_t - mu) V with z_i = (f_i - mu) V the sample's
+    principal coordinates, so a caller that already projected the batch (the analysis does,
+    once per tap) passes ``z`` and no second (B, D) x (D, D) product is taken.
+
     Args:
         spectrum: the training-feature spectrum (gives V).
         clean_means: (C, D) clean class means by true label (:meth:`FeatureStats.clean_class_means`).
@@ -41,8 +45,11 @@ class TailFractionAccumulator:
 
     def __init__(self, spectrum: Spectrum, clean_means: torch.Tensor, d_grid: np.ndarray) -> None:
         self.v = spectrum.eigvecs
+        self.mean = spectrum.mean
         self.means = clean_means.to(self.v.device, torch.float64)
+        self.z_means = (self.means - self.mean) @ self.v  # (C, D) class means' principal coordinates
         self.idx = torch.as_tensor(np.asarray(d_grid) - 1, device=self.v.device)
+        self.d_max = int(np.max(d_grid))  # only the first d_max coordinates enter a tail fraction
         g = len(d_grid)
         self.sum_clean = torch.zeros(g, dtype=torch.float64, device=self.v.device)
         self.sum_noisy = torch.zeros_like(self.sum_clean)
@@ -50,16 +57,26 @@ class TailFractionAccumulator:
         self.n_noisy = 0
 
     @torch.no_grad()
-    def update(self, feats: torch.Tensor, labels: torch.Tensor, true_labels: torch.Tensor) -> None:
-        """feats (B, D); labels (B,) observed; true_labels (B,)."""
+    def update(self, feats: torch.Tensor, labels: torch.Tensor, true_labels: torch.Tensor,
+               z: torch.Tensor | None = None) -> None:
+        """feats (B, D); labels (B,) observed; true_labels (B,); z (B, D) the batch's principal
+        coordinates ``spectrum.project(feats, d)`` (d >= the grid's largest) when already computed
+        (any float dtype: float32 coordinates move a tail fraction by ~1e-7)."""
         dev = self.v.device
         t = true_labels.to(dev).long()
         noisy = labels.to(dev).long() != t
         delta = feats.to(dev, torch.float64) - self.means[t]
         norm2 = (delta * delta).sum(1)
         keep = norm2 > 0
-        delta, norm2, noisy = delta[keep], norm2[keep], noisy[keep]
-        head = ((delta @ self.v) ** 2).cumsum(1).index_select(1, self.idx)  # (B, G)
+        k = self.d_max
+        if z is None:
+            coords = delta[keep] @ self.v[:, :k]
+        else:
+            if z.shape[1] < k:
+                raise ValueError(f"z has {z.shape[1]} coordinates; the d grid needs {k}")
+            coords = z[keep, :k].to(dev, torch.float64) - self.z_means[t[keep], :k]
+        norm2, noisy = norm2[keep], noisy[keep]
+        head = coords.square_().cumsum(1).index_select(1, self.idx)  # (B, G)
         frac = (1.0 - head / norm2[:, None]).clamp(0.0, 1.0)
         self.sum_noisy += frac[noisy].sum(0)
         self.sum_clean += frac[~noisy].sum(0)

@@ -80,6 +80,10 @@ class FeatureStats:
         noisy_second_moment: also accumulate the (D, D) second moment of the noisy samples
             (needed for the per-component noise share; costs about one more Gram matrix
             over the noisy rows only).
+        gram_dtype: precision of each batch's (D, D) Gram product of the shift-centred
+            features. ``torch.float32`` (about 2x faster on a CPU) rounds each batch's product
+            once to single precision (relative error ~1e-7 of the batch's largest entries)
+            and still sums the batches, the first moments and the class sums in float64.
 
     After :meth:`update` calls, read :attr:`n`, :meth:`mean`, :meth:`covariance`,
     :meth:`class_sums` and friends, or :meth:`spectrum` for the eigendecomposition.
@@ -91,6 +95,7 @@ class FeatureStats:
         num_classes: int | None = None,
         device: torch.device | str | None = None,
         noisy_second_moment: bool = False,
+        gram_dtype: torch.dtype = torch.float64,
     ) -> None:
         if dim <= 0:
             raise ValueError(f"feature dim must be > 0, got {dim}")
@@ -98,6 +103,9 @@ class FeatureStats:
         self.num_classes = None if num_classes is None else int(num_classes)
         self.device = None if device is None else torch.device(device)
         self.noisy_second_moment = noisy_second_moment
+        if gram_dtype not in (torch.float32, torch.float64):
+            raise ValueError(f"gram_dtype must be torch.float32 or torch.float64, got {gram_dtype}")
+        self.gram_dtype = gram_dtype
         self.n = 0
         self._shift: torch.Tensor | None = None
         self._s1: torch.Tensor | None = None  # (D,) sum of (f - shift)
@@ -167,7 +175,7 @@ class FeatureStats:
         b = len(x)
         self.n += b
         self._s1 += x.sum(0)
-        self._s2.addmm_(x.T, x)
+        self._add_gram(self._s2, x)
         y = None if labels is None else self._check_labels("labels", labels, b)
         t = None if true_labels is None else self._check_labels("true_labels", true_labels, b)
         ones = torch.ones(b, dtype=torch.float64, device=self.device)
@@ -184,8 +192,16 @@ class FeatureStats:
                 xn = x[~clean]
                 self._noisy_n += len(xn)
                 self._noisy_s1 += xn.sum(0)
-                if self._noisy_s2 is not None:
-                    self._noisy_s2.addmm_(xn.T, xn)
+                if self._noisy_s2 is not None and len(xn):
+                    self._add_gram(self._noisy_s2, xn)
+
+    def _add_gram(self, acc: torch.Tensor, x: torch.Tensor) -> None:
+        """acc += x^T x, the product in ``gram_dtype``, the running sum in float64."""
+        if self.gram_dtype == torch.float64:
+            acc.addmm_(x.T, x)
+        else:
+            xs = x.to(self.gram_dtype)
+            acc += xs.T @ xs
 
     # ------------------------------------------------------------------ read-out
     def _need(self) -> None:
