@@ -92,7 +92,7 @@ def test_list_valued_fields_are_not_axes():
     (lambda r: r["sweep"].update(executor="slurm"), "sweep.executor must be one of"),
     (lambda r: r["sweep"].update(gpus_per_run=1.5), "sweep.gpus_per_run"),
     (lambda r: r["sweep"].update(wokers=2), "unknown key sweep.wokers"),
-    (lambda r: r.update(run={"name": "x"}), "run.name can't be set in a sweep file"),
+    (lambda r: r.update(run={"name": "x"}), "run.name can't be set in a sweep"),
 ])
 def test_grid_errors_name_the_field(tmp_path, change, needle):
     raw = tiny_raw(tmp_path)
@@ -288,33 +288,61 @@ def _toml(raw: dict) -> str:
     return "\n".join(out) + "\n"
 
 
-def test_cli_sweep_and_sweeps(tmp_path, monkeypatch):
+def test_cli_sweep_and_sweeps(tmp_path):
     from typer.testing import CliRunner
+    from width80 import assert_fits
 
     from noisescope.cli import app
-    from noisescope.cli import sweep as sweep_cli
 
-    monkeypatch.setattr(sweep_cli.console, "width", 200)  # no wrapping inside the tables
-
-    raw = tiny_raw(tmp_path, grid={"noise": {"rate": [0.1, 0.3]}})
+    raw = tiny_raw(tmp_path, grid={"noise": {"rate": [0.1, 0.3]}, "model.options.widths": [[32], [24, 24]]})
     raw["train"]["epochs"] = 1
     path = tmp_path / "grid.toml"
     path.write_text(_toml(raw))
     cli = CliRunner()
-    res = cli.invoke(app, ["sweep", str(path), "--dry-run"])
+    # every table at 80 columns: nothing too wide, no word or number split or cut
+    out = assert_fits(["sweep", str(path), "--dry-run"])
+    assert "4 runs" in out and out.count("pending") == 4 and "rate = noise.rate" in out
+    res = cli.invoke(app, ["sweep", str(path), "--quiet"])  # runs them
     assert res.exit_code == 0, res.output
-    assert "2 runs" in res.output and "missing" in res.output
-    res = cli.invoke(app, ["sweep", str(path), "--quiet"])
-    assert res.exit_code == 0, res.output
-    assert sweep_table(tmp_path / "s")["state"].tolist() == ["complete", "complete"]
-    res = cli.invoke(app, ["sweeps", str(tmp_path)])
-    assert res.exit_code == 0 and "noise.rate (2)" in res.output
-    res = cli.invoke(app, ["sweeps", str(tmp_path / "s")])
-    assert res.exit_code == 0 and "complete" in res.output
+    out = assert_fits(["sweep", str(path), "--quiet"])  # finds them complete: the same table
+    assert sweep_table(tmp_path / "s")["state"].tolist() == ["complete"] * 4
+    assert out.count(" done ") == 4 and "complete" not in out and "False" not in out and "True" not in out
+    out = assert_fits(["sweeps", str(tmp_path)])
+    assert "noise.rate (2) x model.options.widths (2)" in " ".join(out.split())
+    out = assert_fits(["sweeps", str(tmp_path / "s")])
+    assert out.count(" done ") == 4 and "[24,24]" in out
+    dd = [line.split()[-1] for line in out.splitlines() if line.split()[:1] and len(line.split()[0]) == 10]
+    assert dd == ["no"] * 4  # double descent as a word, never "False"
+    out = assert_fits(["runs", str(tmp_path / "s" / "runs")])  # `noisescope runs` lists the same runs
+    assert out.count(" done ") == 4 and out.count("symmetric 0.1") == 2 and "False" not in out
     res = cli.invoke(app, ["sweep", str(path), "--set", "grid.noise.rate=[0.1, 2.0]"])
     assert res.exit_code == 2 and "noise.rate must lie in [0, 1)" in res.output
     res = cli.invoke(app, ["sweep", str(path), "--executor", "dask"])
     assert res.exit_code == 2 and "sweep.executor must be one of" in res.output
+
+
+def test_runs_table_splits_in_two_when_one_does_not_fit():
+    from noisescope.cli.sweep import runs_tables, table_width
+
+    keys = [f"model.options.k{i}" for i in range(6)]
+    table = pd.DataFrame([{"run": f"{i:010d}", **{k: 0.125 for k in keys}, "state": "complete", "epoch": 3,
+                           "final_test_acc": 0.5, "early_stop_test_acc": 0.6, "final_noisy_train_obs_acc": 0.7,
+                           "double_descent": np.bool_(False)} for i in range(2)])
+    one = runs_tables(table, keys[:1], "t", 80)
+    two = runs_tables(table, keys, "t", 80)
+    assert len(one) == 1 and table_width(one[0]) <= 80
+    assert len(two) == 2 and all(table_width(t) <= 80 for t in two)
+
+
+def test_a_run_preset_is_the_base_of_a_sweep():
+    from noisescope.sweep import load_sweep_spec
+
+    # fmnist_demo sets run.root and run.name for its one run; as a sweep's base they are dropped
+    spec = load_sweep_spec("fmnist_demo", ["grid.train.seed=[0,1,2]"])
+    assert len(spec.points) == 3 and spec.settings.name == "fmnist_demo"
+    assert [p.params["train.seed"] for p in spec.points] == [0, 1, 2]
+    with pytest.raises(ConfigError, match="run.root can't be set in a sweep"):
+        load_sweep_spec("fmnist_demo", ["grid.train.seed=[0,1]", "run.root='elsewhere'"])
 
 
 def test_ray_missing_error(monkeypatch):

@@ -165,22 +165,26 @@ def register(app: typer.Typer) -> None:
         dirs = sorted(p.parent for p in Path(root).glob("*/config.json"))
         if not dirs:
             fail(f"no runs under {root!r} (a run is a directory with config.json)", code=1)
-        table = Table(title=f"runs in {root}")
-        for col in ("run", "state", "epochs", "noise", "final test", "early-stop test",
-                    "memorized", "double descent"):
-            table.add_column(col)
+        from rich.text import Text
+
+        from noisescope.cli.sweep import HEADLINE_NOTE, STATE_WORDS, compact_table
+
+        rows = []
         for d in dirs:
             r = load_run(d)
             s = r.summary
             dd = s.get("double_descent")
-            table.add_row(
-                d.name, r.status.get("state", "?"), str(r.status.get("epoch", "-")),
+            state = str(r.status.get("state", "?"))
+            rows.append([
+                d.name, STATE_WORDS.get(state, state), str(r.status.get("epoch", "-")),
                 f"{r.config.noise.model} {r.config.noise.rate:g}",
                 cell(s.get("final_test_acc")), cell(s.get("early_stop_test_acc")),
                 cell(s.get("final_noisy_train_obs_acc")),
                 "yes" if dd else "no",
-            )
-        console.print(table)
+            ])
+        console.print(compact_table(f"runs in {root}", ["run", "state", "ep", "noise", "test final", "test early",
+                                                       "memorized", "dd"], rows, right=range(4, 7)))
+        console.print(Text(HEADLINE_NOTE, style="dim"))
 
 
 def _figure(path: Path) -> Path:

@@ -2,35 +2,124 @@
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 from typing import Annotated
 
+import numpy as np
 import pandas as pd
 import typer
+from rich import box
+from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
+from rich.text import Text
 
 from noisescope.cli.common import cell, console, fail
 from noisescope.config import ConfigError
 from noisescope.runlock import LockedError
 
-HEADLINE = [("final_test_acc", "final test"), ("early_stop_test_acc", "early-stop test"),
-            ("final_noisy_train_obs_acc", "memorized"), ("double_descent", "double descent")]
+#: headline numbers of a run: (sweep_table column, compact header); see HEADLINE_NOTE
+HEADLINE = [("final_test_acc", "test final"), ("early_stop_test_acc", "test early"),
+            ("final_noisy_train_obs_acc", "memorized"), ("double_descent", "dd")]
+HEADLINE_NOTE = ("test final / early: clean test accuracy of the final / early-stopped model; memorized: "
+                 "noisy training accuracy against the observed labels; dd: epoch-wise double descent detected")
+#: run states (status.json) as short words
+STATE_WORDS = {"complete": "done", "missing": "pending"}
 
 
-def runs_table(table: pd.DataFrame, keys: list[str], title: str) -> Table:
-    """A rich table of a sweep's runs: id, swept values, state, headline numbers, error."""
-    t = Table(title=title)
-    errors = "error" in table and table["error"].fillna("").astype(bool).any()
-    t.add_column("run", no_wrap=True)
-    for col in [*keys, "state", "epoch", *(label for _, label in HEADLINE), *(["error"] if errors else [])]:
-        t.add_column(col, overflow="fold")
-    for rec in table.to_dict("records"):
-        err = str(rec.get("error") or "")
-        t.add_row(rec["run"], *(cell(rec.get(k)) for k in keys), rec["state"], cell(rec["epoch"]),
-                  *(cell(rec.get(k)) for k, _ in HEADLINE), *([err.splitlines()[0][:60] if err else ""]
-                                                               if errors else []))
+def short_names(keys: list[str]) -> dict[str, str]:
+    """Swept keys -> compact column headers: the last dotted part, more parts where two keys
+    would share it (``noise.rate`` -> ``rate``, ``model.options.widths`` -> ``widths``)."""
+    out: dict[str, str] = {}
+    for k in keys:
+        parts = k.split(".")
+        for n in range(1, len(parts) + 1):
+            name = ".".join(parts[-n:])
+            if sum(".".join(o.split(".")[-n:]) == name for o in keys) == 1 or n == len(parts):
+                out[k] = name
+                break
+    return out
+
+
+def param_cell(v: object) -> str:
+    """A swept value as written in the sweep file (``0.1``, not ``0.100``)."""
+    if isinstance(v, float) and v == v:
+        return f"{v:g}"
+    return cell(v)
+
+
+def headline_cell(v: object) -> str:
+    """A headline number (3 decimals) or a yes/no (numpy booleans too: never ``False``)."""
+    if isinstance(v, (bool, np.bool_)):
+        return "yes" if v else "no"
+    return cell(v)
+
+
+def runs_tables(table: pd.DataFrame, keys: list[str], title: str, width: int) -> list[Table]:
+    """A sweep's runs as tables that fit ``width`` columns without wrapping a number or word:
+    one table (id, swept values, state, epoch, headline numbers) when it fits, else two (the
+    swept values; the results), joined by the run id. Errors are not in the table: see
+    :func:`print_runs`."""
+    names = short_names(keys)
+    recs = table.to_dict("records")
+
+    def params(rec: dict) -> list[str]:
+        return [param_cell(rec.get(k)) for k in keys]
+
+    def results(rec: dict) -> list[str]:
+        state = str(rec.get("state", "missing"))
+        return [STATE_WORDS.get(state, state), cell(rec.get("epoch")),
+                *(headline_cell(rec.get(k)) for k, _ in HEADLINE)]
+
+    def build(title: str | None, with_params: bool, with_results: bool) -> Table:
+        rows = [[r["run"], *(params(r) if with_params else []), *(results(r) if with_results else [])] for r in recs]
+        heads = ["run", *([names[k] for k in keys] if with_params else []),
+                 *(["state", "ep", *(label for _, label in HEADLINE)] if with_results else [])]
+        return compact_table(title, heads, rows, right=range(len(heads) - (len(HEADLINE) + 1 if with_results else 0),
+                                                             len(heads)))
+
+    one = build(title, True, True)
+    if table_width(one) <= width or not keys:
+        return [one]
+    return [build(title, True, False), build(None, False, True)]
+
+
+def compact_table(title: str | None, heads: list[str], rows: list[list[str]], right=()) -> Table:
+    """A table whose values never wrap (each column at least as wide as its widest value) and
+    whose headers wrap only at spaces; columns ``right`` right-justified."""
+    from rich.cells import cell_len
+
+    t = Table(title=title, box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, title_justify="left")
+    for j, head in enumerate(heads):
+        widest = max([cell_len(r[j]) for r in rows] + [max(cell_len(w) for w in head.split() or [""])])
+        t.add_column(head, width=widest, justify="right" if j in right else "left")
+    for r in rows:
+        t.add_row(*r)
     return t
+
+
+def table_width(t: Table) -> int:
+    """The fewest columns ``t`` needs."""
+    from rich.measure import Measurement
+
+    probe = Console(width=10_000, file=io.StringIO())
+    return Measurement.get(probe, probe.options, t).minimum
+
+
+def print_runs(table: pd.DataFrame, keys: list[str], title: str) -> None:
+    """The runs tables (:func:`runs_tables`), what the compact headers mean, and each failed
+    run's error (its first line, wrapped at spaces)."""
+    names = short_names(keys)
+    for t in runs_tables(table, keys, title, console.width):
+        console.print(t)
+    legend = [f"{names[k]} = {k}" for k in keys if names[k] != k]
+    console.print(Text("; ".join([*legend, HEADLINE_NOTE]), style="dim"))
+    if "error" in table:
+        for rec in table.to_dict("records"):
+            err = str(rec.get("error") or "").strip()
+            if err:
+                console.print(Text(f"{rec['run']} failed: ", style="red") + Text(err.splitlines()[-1]))
 
 
 def register(app: typer.Typer) -> None:
@@ -65,13 +154,16 @@ def register(app: typer.Typer) -> None:
         axes = " x ".join(f"{'+'.join(a.keys)} ({len(a)})" for a in spec.axes) or "no axes"
         console.print(f"sweep [bold]{s.name}[/]: {len(spec.points)} runs = {axes} -> {path}")
         if dry_run:
-            t = Table(title="planned runs")
-            for col in ["run", *spec.keys, "state"]:
-                t.add_column(col)
+            names = short_names(spec.keys)
+            rows = []
             for p in spec.points:
                 state = RunStore(run_dir(path, p.id)).status().get("state", "missing")
-                t.add_row(p.id, *(cell(p.params[k]) for k in spec.keys), state)
+                rows.append([p.id, *(param_cell(p.params[k]) for k in spec.keys), STATE_WORDS.get(state, state)])
+            t = compact_table("planned runs", ["run", *(names[k] for k in spec.keys), "state"], rows)
             console.print(t)
+            legend = [f"{names[k]} = {k}" for k in spec.keys if names[k] != k]
+            if legend:
+                console.print(Text("; ".join(legend), style="dim"))
             return
         try:
             ex = executor_for(s)
@@ -104,7 +196,7 @@ def register(app: typer.Typer) -> None:
                 fail(str(exc).splitlines()[0])
         for line in result.packing:
             console.print(line, highlight=False)
-        console.print(runs_table(sweep_table(path), spec.keys, title=str(path)))
+        print_runs(sweep_table(path), spec.keys, title=str(path))
         failed = result.ids("failed")
         if failed:
             console.print(f"[red]{len(failed)} run(s) failed[/]; tracebacks in "
@@ -123,25 +215,29 @@ def register(app: typer.Typer) -> None:
             fail(f"no sweeps under {root!r} (a sweep is a directory with sweep.json)", code=1)
         if len(found) == 1 and Path(root).resolve() == found[0].resolve():
             m = read_manifest(found[0])
-            console.print(runs_table(sweep_table(found[0]), m.get("keys", []), title=str(found[0])))
+            print_runs(sweep_table(found[0]), m.get("keys", []), title=str(found[0]))
             return
-        t = Table(title=f"sweeps in {root}")
-        for col in ("sweep", "axes", "runs", "complete", "failed", "other", "best final test",
-                    "best early-stop test", "updated"):
-            t.add_column(col)
+        rows, axes = [], []
         for d in found:
             try:
                 m = read_manifest(d)
                 tab = sweep_table(d)
             except (ConfigError, FileNotFoundError, KeyError, ValueError) as exc:
-                t.add_row(d.name, f"[red]unreadable: {exc}[/]", *["-"] * 7)
+                rows.append([d.name, *["-"] * 7])
+                axes.append((d.name, f"unreadable: {exc}"))
                 continue
             states = tab["state"].value_counts() if len(tab) else pd.Series(dtype=int)
             n_ok, n_fail = int(states.get("complete", 0)), int(states.get("failed", 0))
             best = {c: (tab[c].max() if c in tab and tab[c].notna().any() else None)
                     for c in ("final_test_acc", "early_stop_test_acc")}
-            t.add_row(d.name, " x ".join("+".join(a["keys"]) + f" ({len(a['values'])})" for a in m["axes"]),
-                      str(len(tab)), str(n_ok), str(n_fail), str(len(tab) - n_ok - n_fail),
-                      cell(best["final_test_acc"]), cell(best["early_stop_test_acc"]),
-                      m.get("updated", "-"))
+            updated = str(m.get("updated") or "-")
+            rows.append([d.name, str(len(tab)), str(n_ok), str(n_fail), str(len(tab) - n_ok - n_fail),
+                         cell(best["final_test_acc"]), cell(best["early_stop_test_acc"]),
+                         updated[:16].replace("T", " ") if len(updated) >= 16 else updated])
+            axes.append((d.name, " x ".join("+".join(a["keys"]) + f" ({len(a['values'])})" for a in m["axes"])
+                         or "no axes"))
+        t = compact_table(f"sweeps in {root}", ["sweep", "runs", "done", "failed", "other", "best test final",
+                                               "best test early", "updated (UTC)"], rows, right=range(1, 7))
         console.print(t)
+        for name, text in axes:
+            console.print(Text(f"{name}: ", style="bold") + Text(text))

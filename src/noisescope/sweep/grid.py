@@ -285,7 +285,7 @@ def split_sweep(raw: dict[str, Any]) -> tuple[dict[str, Any], Any, Any, dict[str
     base = {k: v for k, v in raw.items() if k not in SWEEP_TABLES}
     for key in ("root", "name"):
         if key in base.get("run", {}):
-            raise ConfigError(f"run.{key} can't be set in a sweep file: {FORBIDDEN['run.' + key]}; "
+            raise ConfigError(f"run.{key} can't be set in a sweep (file or --set): {FORBIDDEN['run.' + key]}; "
                               f"use sweep.{key} for the sweep directory")
     sweep = raw.get("sweep", {})
     if not isinstance(sweep, dict):
@@ -308,9 +308,18 @@ def sweep_from_dict(raw: dict[str, Any], default_name: str = "sweep") -> SweepSp
 
 def load_sweep_spec(name_or_path: str | Path, overrides: list[str] | None = None) -> SweepSpec:
     """Read a sweep TOML file or preset, apply ``--set`` overrides (``grid.train.seed=[0,1]``
-    and ``sweep.workers=2`` work too), validate and expand it."""
+    and ``sweep.workers=2`` work too), validate and expand it. A run config without [grid],
+    [[zip]] or [sweep] is a sweep's base: its ``run.root`` / ``run.name`` are dropped (the
+    sweep names the directories); set on the command line they are still refused."""
     from noisescope.config import resolve_path
 
     path = resolve_path(name_or_path)
-    raw = apply_overrides(read_toml(path), list(overrides or []))
+    raw = read_toml(path)
+    if not any(t in raw for t in SWEEP_TABLES):
+        # a run config (a preset such as fmnist_demo) as the base of a sweep: where its one run
+        # would go (run.root, run.name) does not apply; each sweep keeps its runs in SWEEP_DIR/runs
+        run = raw.get("run")
+        if isinstance(run, dict):
+            raw["run"] = {k: v for k, v in run.items() if k not in ("root", "name")}
+    raw = apply_overrides(raw, list(overrides or []))
     return sweep_from_dict(raw, default_name=path.stem)
