@@ -16,11 +16,13 @@ from noisescope.runs.repair_export import ORACLE_DIR
 from noisescope.runs.run import Run
 
 
-def oracle_config(run: Run) -> dict:
+def oracle_config(run: Run, epochs: int | None = None) -> dict:
     """The run's config retrained on clean labels: ``noise.model = "none"`` (the same samples and
     split: the split never depends on the noise), the dynamics probe only (early stopping), kept
-    as the sub-run ``RUN/oracle``."""
+    as the sub-run ``RUN/oracle``; ``epochs`` shortens its training (default: the run's)."""
     d = run.config.to_dict()
+    if epochs is not None:
+        d["train"] = {**d["train"], "epochs": int(epochs)}
     d["noise"] = {"model": "none", "rate": 0.0, "seed": d["noise"]["seed"], "options": {}}
     d["probe"] = {**d["probe"], "probes": ["dynamics"], "options": {}}
     d["run"] = {**d["run"], "root": str(run.path), "name": ORACLE_DIR, "checkpoint_every": 0, "checkpoint_epochs": []}
@@ -40,19 +42,22 @@ def _complete(path: Path) -> bool:
 
 
 def ensure_oracle(run: Run, train: bool = False, cache: str | Path | None = None,
-                  progress: Callable[[str], None] | None = None) -> tuple[Path | None, float | None]:
+                  progress: Callable[[str], None] | None = None,
+                  epochs: int | None = None) -> tuple[Path | None, float | None]:
     """(``RUN/oracle`` when it is complete, its training seconds when known).
 
     A complete sub-run is reused. With ``cache``, a complete oracle of the same clean config
     (e.g. trained for another noise model or rate of the same samples and seeds) under
     ``cache/<key>`` is copied in; a newly trained one is copied there. ``train=False`` never trains.
+    ``epochs``: train a new oracle for this many epochs instead of the run's (a reduced-cost
+    oracle, e.g. the demo's; the cache key includes it).
     """
     from noisescope.config import from_dict
     from noisescope.runs.lifecycle import run_experiment
 
     path = run.path / ORACLE_DIR
     timing = run.path / "oracle.json"
-    cfg = oracle_config(run)
+    cfg = oracle_config(run, epochs)
     key = _oracle_key(cfg)
     seconds = None
     if timing.is_file():
