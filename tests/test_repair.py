@@ -238,3 +238,43 @@ def test_the_report_section_shows_the_leaderboard_or_names_the_command(report, t
     assert "label-issues" in page  # the cleaning row says which command measures it
     empty = repair_section(tmp_path, tmp_path)
     assert "noisescope repair" in empty.missing and not empty.tables
+
+
+# ----------------------------------------------------------------------------- 80 columns
+def _tokens(text: str) -> list[str]:
+    """Words and numbers: runs of characters that are neither white space nor box drawing."""
+    import re
+
+    return sorted(re.findall(r"[^\s\u2500-\u257f]+", text))
+
+
+def _render(print_fn, width: int, monkeypatch) -> str:
+    from rich.console import Console
+
+    import noisescope.cli.repair as cli_repair
+
+    con = Console(width=width, record=True, file=open("/dev/null", "w"), color_system=None)  # noqa: SIM115
+    monkeypatch.setattr(cli_repair, "console", con)
+    print_fn()
+    return con.export_text()
+
+
+def test_repair_output_fits_80_columns_without_splitting_a_number_or_word(report, monkeypatch):
+    import noisescope.cli.repair as cli_repair
+    from noisescope.runs.repair_many import aggregate
+
+    agg = aggregate({"a": report.table, "b": report.table})
+    for show in (lambda: cli_repair._print_report(report),
+                 lambda: cli_repair.console.print(cli_repair.aggregate_table(agg, "over seeds: x"))):
+        narrow, wide = _render(show, 80, monkeypatch), _render(show, 1000, monkeypatch)
+        assert max(len(line.rstrip()) for line in narrow.splitlines()) <= 80
+        assert "…" not in narrow
+        # every word and number of the unwrapped output is there, whole: a split leaves fragments
+        assert _tokens(narrow) == _tokens(wide), narrow
+    text = _render(lambda: cli_repair._print_report(report), 80, monkeypatch)
+    assert len(text.splitlines()) < 40 and report.verdict_line().split()[0] in text
+    for method in ROWS:
+        assert method in text
+    # the check can fail: every column (--wide) does not fit 80 columns, and folds
+    show = lambda: cli_repair._print_report(report, wide=True)  # noqa: E731
+    assert _tokens(_render(show, 80, monkeypatch)) != _tokens(_render(show, 1000, monkeypatch))

@@ -110,3 +110,87 @@ def test_bad_arguments_say_what_to_do(data, mlp):
         SpectralTruncation(d=99, head="refit").fit(data.x_train, data.y_train)
     with pytest.raises(RuntimeError, match="not fitted"):
         SpectralTruncation().predict(data.x_test)
+
+
+# ----------------------------------------------------------------------------- truncate's decision
+def _flip(base: np.ndarray, win: int, lose: int = 0) -> np.ndarray:
+    """b = win, c = lose against ``base``."""
+    out = base.copy()
+    out[np.flatnonzero(~base)[:win]] = True
+    out[np.flatnonzero(base)[:lose]] = False
+    return out
+
+
+def _report(final: np.ndarray, truncated: np.ndarray, early: np.ndarray):
+    from types import SimpleNamespace
+
+    from noisescope.evidence.rules import decision_warning, recommend, repair_verdict
+    from noisescope.runs.truncate import TruncationReport
+
+    val = {"final": final, "truncated": truncated, "early_stop": early}
+    dec = recommend({k: val[k] for k in ("early_stop", "final", "truncated")})
+    return TruncationReport(None, SimpleNamespace(d_=12, head="original"), None, 80, 9, 9,
+                            repair_verdict(truncated, final), decision_warning(dec), None, {"val": val}, dec)
+
+
+def test_truncate_says_what_it_compares_with_and_keeps_early_stopping():
+    es = np.random.default_rng(0).permutation(np.arange(1000) < 600)
+    final = _flip(es, 0, 160)
+    # the issue's digits case: far better than the final model, far below early stopping
+    rep = _report(final, _flip(es, 0, 40), es)
+    assert rep.comparison_line().startswith("truncation to d=12 (head original): better than the final model "
+                                            "(+12.0 points, se")
+    assert "; early stopping is better (early_stop 600 vs truncated 560 of 1000 correct, McNemar p=" in \
+        rep.comparison_line()
+    assert not rep.recommended and rep.verdict_line().startswith("keeping early_stop")
+    # within resolution of early stopping: no decision
+    rep = _report(final, _flip(es, 10, 4), es)
+    assert "within resolution of early stopping (they differ by 6 of 1000" in rep.comparison_line()
+    assert rep.verdict_line().startswith("no decision: truncated and early_stop differ by 6 of 1000")
+    assert "samples would resolve it" in rep.warning
+    # worse than the final model: said so, and no offer of more samples for a difference of the wrong sign
+    rep = _report(es, _flip(es, 0, 30), _flip(es, 5))
+    assert "not better than the final model (-3.0 points" in rep.comparison_line()
+    assert rep.verdict_line().startswith("keeping early_stop") and rep.warning is None
+    # better than both: recommended
+    rep = _report(final, _flip(es, 60), es)
+    assert rep.recommended and "better than early stopping (truncated 660 vs early_stop 600" in rep.comparison_line()
+
+
+def _tokens(text: str) -> list[str]:
+    import re
+
+    return sorted(re.findall(r"[^\s\u2500-\u257f]+", text))
+
+
+def test_truncate_output_fits_80_columns_without_splitting_a_number_or_word(tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    from noisescope.cli import app
+    from noisescope.cli.common import console
+    from noisescope.config import from_dict
+    from noisescope.runs.lifecycle import run_experiment
+
+    torch.set_num_threads(1)
+    cfg = {"data": {"name": "synthetic", "val_fraction": 0.25,
+                    "options": {"n_train": 400, "n_test": 200, "dim": 12, "k_star": 3, "num_classes": 3}},
+           "noise": {"model": "symmetric", "rate": 0.4},
+           "model": {"arch": "mlp", "options": {"widths": [24, 16]}},
+           "train": {"epochs": 6, "batch_size": 64, "lr": 3e-3, "device": "cpu"},
+           "probe": {"schedule": "every", "probes": ["dynamics"]},
+           "run": {"root": str(tmp_path), "name": "t", "checkpoint_every": 3}}
+    path = run_experiment(from_dict(cfg))
+    out = {}
+    for width in (80, 1000):
+        monkeypatch.setattr(console, "width", width)
+        res = CliRunner().invoke(app, ["truncate", str(path), "--out", str(tmp_path / "tr")])
+        assert res.exit_code == 0, res.output
+        out[width] = res.output
+    narrow = out[80]
+    assert max(len(line.rstrip()) for line in narrow.splitlines()) <= 80 and "…" not in narrow
+    assert _tokens(narrow) == _tokens(out[1000]), narrow
+    assert len(narrow.splitlines()) < 40
+    flat = " ".join(narrow.split())
+    assert "than the final model" in flat and "early stop" in flat and "McNemar" in flat
+    info = json.loads((tmp_path / "tr" / "truncation.json").read_text())
+    assert info["choice"] in ("early_stop", "final", "truncated") and info["decision"]["default"] == "early_stop"
