@@ -13,7 +13,6 @@ from noisescope.data.base import NoisyDataset
 from noisescope.evidence.intervals import Accuracy, aggregate_seeds, wilson_interval
 from noisescope.evidence.paired import mcnemar, mcnemar_counts, paired_difference, paired_se
 from noisescope.evidence.rules import (
-    best_repair,
     choose_d,
     large_activation_flag,
     neuron_follows,
@@ -212,20 +211,14 @@ def test_a_single_discordant_validation_sample_never_recommends_a_repair():
     assert repair_verdict(*_paired(6, 0, 80)).recommended
 
 
-def test_repair_verdict_unpaired_counts_and_best_repair():
+def test_repair_verdict_unpaired_counts():
     v = repair_verdict(412, 401, n_val=1000, name="truncation d=10")
     se = math.sqrt(0.412 * 0.588 / 1000 + 0.401 * 0.599 / 1000)
     assert v.method == "unpaired" and v.se == pytest.approx(se) and not v.recommended
     assert v.reason.startswith("no repair (truncation d=10): validation gain +1.1 points")
     with pytest.raises(ValueError, match="n_val"):
         repair_verdict(412, 401)
-    good, orig = _paired(40, 10, 1000)
-    weak, _ = _paired(12, 10, 1000)
-    name, verdict = best_repair({"weak": weak, "good": good}, orig)
-    assert name == "good" and verdict.recommended
-    name, verdict = best_repair({"weak": weak}, orig)
-    assert name is None and not verdict.recommended
-    assert best_repair({}, orig) == (None, None)
+    # choosing among candidates is evidence.rules.recommend (tests/test_recommend.py)
 
 
 def test_resolution_warning_rule():

@@ -43,7 +43,8 @@ def leaderboard_table(df: pd.DataFrame, title: str, recommended: str | None = No
     accurate, the gap closed and the seconds."""
     n_val = int(df["n_val"].max()) if len(df) else 0
     n_test = int(df["n_test"].max()) if len(df) else 0
-    table = Table(title=title, caption=CAPTION if wide else CAPTION_SHORT, caption_justify="left", box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False,
+    table = Table(title=title, caption=CAPTION if wide else CAPTION_SHORT, caption_justify="left",
+                  box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False,
                   padding=(0, 1, 0, 0), title_justify="left")
     cols: list[tuple[str, str]] = [("method", "left")]
     if wide:

@@ -4,7 +4,8 @@ claims scorecard (a math layer: torch / numpy / scipy / pandas, ``noisescope.met
 
 * ``intervals``: Wilson interval, :class:`Accuracy`, :func:`aggregate_seeds` (t-interval).
 * ``paired``: McNemar's exact test, the paired accuracy difference with its standard error.
-* ``rules``: ``choose_d`` (1se / argmax), ``repair_verdict``, ``resolution_warning``,
+* ``rules``: ``choose_d`` (1se / argmax), ``repair_verdict``, ``recommend`` (the one
+  recommendation rule of every leaderboard), ``resolution_warning``,
   ``large_activation_flag``, ``neuron_follows``.
 * ``tail``: truncated-fit curves, tail margin share, noise position in words, ``tail_verdict``.
 * ``claims``: ``scorecard``, ``scorecard_frame`` over one function per claim of the two papers
@@ -23,8 +24,8 @@ from typing import Any
 _EXPORTS = {
     "intervals": ["Accuracy", "SeedSummary", "aggregate_seeds", "binomial_se", "wilson_interval"],
     "paired": ["McNemar", "PairedDifference", "mcnemar", "paired_difference", "paired_se"],
-    "rules": ["Verdict", "best_repair", "choose_d", "large_activation_flag", "neuron_follows", "repair_verdict",
-              "resolution_warning"],
+    "rules": ["Comparison", "Recommendation", "Verdict", "choose_d", "compare_on_val", "decision_warning",
+              "large_activation_flag", "neuron_follows", "recommend", "repair_verdict", "resolution_warning"],
     "tail": ["NoisePosition", "TailMarginAccumulator", "TailVerdict", "TruncatedFit", "TruncatedFitAccumulator",
              "margin_fit", "noise_position", "noise_position_words", "tail_margin_share", "tail_verdict",
              "tail_verdict_from_fit", "truncated_fit"],

@@ -157,20 +157,6 @@ def repair_verdict(repaired: np.ndarray | torch.Tensor | int, original: np.ndarr
     return Verdict(bool(gain > se), float(gain), float(se), n, reason, method, b, c, p)
 
 
-def best_repair(candidates: dict[str, np.ndarray | torch.Tensor], original: np.ndarray | torch.Tensor
-                ) -> tuple[str | None, Verdict | None]:
-    """The candidate with the highest noisy-validation accuracy (ties: first given), and its
-    paired :func:`repair_verdict` against ``original``; ``(None, verdict)`` when that verdict is
-    "no repair", ``(None, None)`` without candidates. Picking the best of several candidates on
-    the same validation set favours the lucky one; the one-se margin is the only guard."""
-    if not candidates:
-        return None, None
-    accs = {k: float(as_numpy(v, bool).mean()) for k, v in candidates.items()}
-    name = max(accs, key=lambda k: accs[k])  # first maximal in insertion order
-    v = repair_verdict(candidates[name], original, name=name)
-    return (name if v.recommended else None), v
-
-
 # --------------------------------------------------------------------------- recommendation
 ALPHA = 0.05
 RECOMMENDED, DEFAULT_BEST, NO_DECISION = "recommended", "default best", "no decision"
