@@ -278,3 +278,14 @@ def test_repair_output_fits_80_columns_without_splitting_a_number_or_word(report
     # the check can fail: every column (--wide) does not fit 80 columns, and folds
     show = lambda: cli_repair._print_report(report, wide=True)  # noqa: E731
     assert _tokens(_render(show, 80, monkeypatch)) != _tokens(_render(show, 1000, monkeypatch))
+
+
+def test_the_imports_of_docs_repair_md_work():
+    import re
+    from pathlib import Path
+
+    doc = (Path(__file__).resolve().parents[1] / "docs" / "repair.md").read_text()
+    lines = [ln for block in re.findall(r"```python\n(.*?)```", doc, re.S) for ln in block.splitlines()
+             if ln.startswith(("from noisescope", "import noisescope"))]
+    assert len(lines) >= 2
+    exec("\n".join(lines), {})  # noqa: S102 - the repository's own documentation
