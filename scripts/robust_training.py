@@ -4,10 +4,11 @@ Each (noise, seed, method) is one run ``OUT/<noise>-<method>-s<seed>`` of the pr
 ``robust_fmnist_<noise>`` with ``train.method``, ``train.seed = noise.seed = seed``; the oracle
 is the same config with ``noise.model = "none"`` (cross-entropy on the true labels), one run
 ``OUT/oracle-s<seed>`` per seed. Runs go in
-priority order (every noise's early stopping, oracle, ELR and Co-teaching first); a finished
-run is skipped, a killed one resumes. ``OUT/timings.json`` records each run's training wall
-time (seconds) as it finishes. Then ``--board`` writes the leaderboard
-(``noisescope.runs.methods_board``) from whatever finished.
+priority order (every noise's early stopping, oracle, ELR, Co-teaching and iterative cleaning
+(``runs.clean.iterative_clean`` of the cross-entropy run, at most 2 rounds) first); a finished
+run is skipped, a killed one resumes (its time is then only the resumed part).
+``OUT/timings.json`` records each run's training wall time (seconds) as it finishes. Then
+``--board`` writes the leaderboard (``noisescope.runs.methods_board``) from whatever finished.
 
     OMP_NUM_THREADS=1 nice -n 10 .venv/bin/python scripts/robust_training.py --out runs/robust
     .venv/bin/python scripts/robust_training.py --out runs/robust --board
@@ -26,7 +27,7 @@ from noisescope.io import read_json, write_json
 from noisescope.runs.lifecycle import run_experiment
 
 NOISES = ("sym40", "pair40", "human35")
-FIRST = ("ce", "oracle", "elr", "coteaching")
+FIRST = ("ce", "oracle", "elr", "coteaching", "clean")
 LATER = ("gce", "sce", "mixup", "rank_tail", "bootstrap_hard", "bootstrap_soft")
 
 
@@ -75,16 +76,26 @@ def main() -> None:
         return
     timings_path = args.out / "timings.json"
     for noise, seed, method in plan(args.noises, args.seeds, args.first, args.later):
-        cfg = config(noise, seed, method, args.out, args.epochs)
-        name = cfg.run.name
+        cfg = config(noise, seed, "ce" if method == "clean" else method, args.out, args.epochs)
+        name = f"{noise}-clean-s{seed}" if method == "clean" else cfg.run.name
         timings = read_json(timings_path) if timings_path.exists() else {}
         if name in timings:
             continue
+        extra: dict = {}
         t0 = time.perf_counter()
-        run_experiment(cfg)
+        if method == "clean":  # iterative cleaning of the cross-entropy run (trained first)
+            from noisescope.runs.clean import iterative_clean
+            res = iterative_clean(args.out / cfg.run.name, max_rounds=2)
+            extra = {"chosen": res.chosen, "trained_runs": res.trained_runs, "detector": res.detector,
+                     "path": None if res.path is None else str(res.path.relative_to(args.out)),
+                     "rounds": [{"round": r.round, "n_flagged": r.n_flagged, "kept": r.kept, "reason": r.reason,
+                                 "path": None if r.path is None else str(r.path.relative_to(args.out))}
+                                for r in res.rounds]}
+        else:
+            run_experiment(cfg)
         seconds = time.perf_counter() - t0
         timings = read_json(timings_path) if timings_path.exists() else {}
-        timings[name] = {"seconds": seconds, "noise": noise, "seed": seed, "method": method}
+        timings[name] = {"seconds": seconds, "noise": noise, "seed": seed, "method": method, **extra}
         write_json(timings_path, timings)
         print(f"{name}: {seconds:.0f} s", flush=True)
 

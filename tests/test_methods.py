@@ -140,3 +140,24 @@ def test_cross_entropy_configs_keep_their_hash() -> None:
     """Runs from before train.method existed keep their identity (and resume)."""
     assert config_hash(load_config("synthetic_demo")) == "f7f72ce9f8"
     assert config_hash(_cfg("gce")) != config_hash(_cfg("ce"))
+
+
+def test_board_summary_checks_the_goal_on_every_seed() -> None:
+    import pandas as pd
+
+    from noisescope.runs.methods_board import COLUMNS, summarize
+
+    def row(method: str, seed: int, acc: float, gap: float, p: float, b: int, c: int, comp: float) -> dict:
+        r = dict.fromkeys(COLUMNS, 0.0)
+        r.update(noise="sym40", seed=seed, method=method, test_acc=acc, gap_closed=gap, es_p=p, es_b=b, es_c=c,
+                 compute=comp)
+        return r
+
+    rows = [row("elr", s, 0.84, 0.7, 0.001, 300, 100, 1.1) for s in range(3)]
+    rows += [row("gce", s, 0.84, 0.7, 0.001 if s else 0.2, 300, 100, 1.1) for s in range(3)]
+    rows += [row("coteaching", s, 0.84, 0.7, 0.001, 300, 100, 3.5) for s in range(3)]
+    s = summarize(pd.DataFrame(rows, columns=COLUMNS)).set_index("method")
+    assert s.loc["elr", "goal"] and s.loc["elr", "seeds_sig"] == 3 and s.loc["elr", "gap_closed"] == pytest.approx(0.7)
+    assert not s.loc["gce", "goal"] and s.loc["gce", "seeds_sig"] == 2  # one seed not significant
+    assert not s.loc["coteaching", "goal"]  # over 3x the compute
+    assert s.loc["elr", "low"] == pytest.approx(0.84) and s.loc["elr", "high"] == pytest.approx(0.84)
