@@ -11,6 +11,7 @@ from rich.table import Table
 
 from noisescope.cli.common import cell, console, fail
 from noisescope.config import Config, ConfigError, load_config, locate, resolve_path
+from noisescope.io import UserError
 from noisescope.runlock import LockedError
 from noisescope.training.loop import EpochReport
 
@@ -81,7 +82,7 @@ def execute(cfg: Config, quiet: bool = False, loggers: list[str] | None = None,
         group = LoggerGroup(callbacks)
         try:
             path = run_experiment(cfg, on_epoch=group, prepared=prepared)
-        except (ConfigError, LockedError) as exc:
+        except (ConfigError, LockedError, UserError) as exc:
             fail(str(exc).splitlines()[0])
         finally:
             group.close()
@@ -133,7 +134,10 @@ def register(app: typer.Typer) -> None:
         except ConfigError as exc:
             fail(str(exc))
         path = execute(cfg, quiet=quiet, loggers=logger, source=(config, set_ or []))
-        _figure(path)
+        try:
+            _figure(path)
+        except UserError as exc:  # a full or read-only disk: the run itself is complete
+            fail(str(exc))
 
     @app.command()
     def demo(

@@ -113,6 +113,9 @@ def describe_source(path: Path) -> str:
     return f"preset {path.stem}" if path.parent == PRESET_DIR else _show(str(path))
 
 
+MAX_CONFIG_BYTES = 4 * 2**20  # a config is a few kB; more is a wrong file (or an endless one: /dev/zero)
+
+
 def read_toml(name_or_path: str | Path) -> dict[str, Any]:
     """Parse a TOML config file (or preset); every failure is a one-line ConfigError naming it."""
     path = resolve_path(name_or_path)
@@ -120,9 +123,13 @@ def read_toml(name_or_path: str | Path) -> dict[str, Any]:
     if path.is_dir():
         raise ConfigError(f"{where} is a directory, not a config file; give a .toml file or a preset name")
     try:
-        data = path.read_bytes()
+        with open(path, "rb") as f:
+            data = f.read(MAX_CONFIG_BYTES + 1)
     except OSError as exc:
         raise ConfigError(f"{where}: can't read it ({exc.strerror or exc})") from None
+    if len(data) > MAX_CONFIG_BYTES:
+        raise ConfigError(f"{where}: larger than {MAX_CONFIG_BYTES // 2**20} MiB, not a config file; give a .toml "
+                          "config file or a preset name")
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:

@@ -300,6 +300,10 @@ def validate(cfg: Config) -> None:
     _validate_train(cfg.train)
     _validate_probe(cfg.probe)
     _validate_run(cfg.run)
+    beyond = sorted(e for e in cfg.run.checkpoint_epochs if e > cfg.train.epochs)
+    if beyond:
+        _fail("run.checkpoint_epochs", f"run.checkpoint_epochs lists epoch {beyond[0]}, beyond train.epochs = "
+                                       f"{cfg.train.epochs}; list epochs in 0..{cfg.train.epochs} or train longer")
 
 
 def check_device(device: str, where: str = "train.device") -> None:

@@ -82,10 +82,12 @@ def check_dataset(
 
     if c < 2:
         fail(f"{c} class(es); a classification run needs at least 2")
+    held = (f"data.val_fraction = {val_fraction:g} holds {len(data.y_val)} samples out for validation; lower it or "
+            if noisy and val_fraction > 0 else "")  # name the split that took the samples
     if n == 0:
-        fail("the training split is empty; use a larger data.subset (0 = all) or check the data files")
+        fail(f"the training split is empty; {held}use a larger data.subset (0 = all) or check the data files")
     if n < c:
-        fail(f"{n} training samples for {c} classes; use a larger data.subset (0 = all)")
+        fail(f"{n} training samples for {c} classes; {held}use a larger data.subset (0 = all)")
     counts = torch.bincount(y_true.long(), minlength=c)
     low = (counts < min_per_class).nonzero().flatten().tolist()
     if low:
@@ -93,7 +95,7 @@ def check_dataset(
         have = "no training samples" if int(counts[k]) == 0 else f"only {int(counts[k])} training samples"
         fail(
             f"{_class_name(k, classes)} has {have} (of {n}; {len(low)} class(es) below {min_per_class}); "
-            "use a larger data.subset, or data whose labels cover every class (arrays: set num_classes to the "
+            f"{held}use a larger data.subset, or data whose labels cover every class (arrays: set num_classes to the "
             "classes present)"
         )
     splits = [("training", data.x_train)]
@@ -110,8 +112,8 @@ def check_dataset(
         )
     m = len(data.y_test)
     if m == 0:
-        fail("the test split is empty; give test data (arrays: x_test/y_test or test_fraction > 0, "
-             "or a larger data.test_subset)")
+        fail("the test split is empty; " + ("raise data.options.n_test above 0" if name == "synthetic" else
+             "give test data (arrays: x_test/y_test or test_fraction > 0, or a larger data.test_subset)"))
     if _all_identical(data.x_test):
         fail(f"all {m} test inputs are identical (zero variance across samples); the test data are broken")
     warnings: list[str] = []

@@ -143,6 +143,9 @@ def read_label_file(path: str | os.PathLike, key: str | None = None) -> np.ndarr
         DataFileError: the file is unreadable, empty, truncated, corrupt or unsafe.
     """
     p = Path(path).expanduser()
+    if p.is_dir():
+        raise ValueError(f"label file {str(p)!r} is a directory; give noise.options.path the label file itself "
+                         "(.npy, .npz, .csv, .json, .pt)")
     if not p.is_file():
         raise FileNotFoundError(f"label file {p} does not exist")
     ext = p.suffix.lower()

@@ -7,6 +7,7 @@ probe options) before a single file is written; :mod:`noisescope.runs.lifecycle`
 
 from __future__ import annotations
 
+import os
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,6 +37,7 @@ def prepare_data(cfg: Config) -> NoisyDataset:
     (:func:`prepare_model`)."""
     from noisescope.data import Normalizer, check_dataset, load_dataset, make_noisy_dataset
 
+    check_data_size(cfg)
     try:
         dataset = load_dataset(cfg.data.name, seed=cfg.data.seed, **cfg.data.options)
     except (TypeError, ValueError) as exc:
@@ -58,13 +60,61 @@ def prepare_data(cfg: Config) -> NoisyDataset:
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"noise: {exc}") from None
     try:
-        for message in check_dataset(noisy, val_fraction=cfg.data.val_fraction):
+        # 2 a class: class means and the probes' fit / held-out halves need two samples
+        for message in check_dataset(noisy, val_fraction=cfg.data.val_fraction, min_per_class=2):
             warnings.warn(f"data: {message}", UserWarning, stacklevel=2)
     except ValueError as exc:
         raise ConfigError(f"data: {exc}") from None
     normalizer = Normalizer.fit(noisy.x_train)
     noisy.noise["normalizer"] = {**normalizer.to_dict(), "scale": input_scale(noisy.x_train)}
     return noisy
+
+
+def memory_bytes() -> int | None:
+    """This machine's physical memory in bytes (None where the system does not say)."""
+    try:
+        return int(os.sysconf("SC_PHYS_PAGES")) * int(os.sysconf("SC_PAGE_SIZE"))
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def _gib(n: float) -> str:
+    return f"{n / 2**30:,.1f} GiB"
+
+
+def check_data_size(cfg: Config) -> None:
+    """Refuse generated data (``synthetic``) larger than this machine's memory, before it is
+    generated: (n + n_test) x dim float32 inputs and int64 labels."""
+    if cfg.data.name != "synthetic":
+        return  # file-backed data sets are as large as their files
+    opts = cfg.data.options
+    try:
+        n, n_test, dim = int(opts.get("n", 5000)), int(opts.get("n_test", 2000)), int(opts.get("dim", 100))
+    except (TypeError, ValueError):
+        return  # the generator's own check names the bad option
+    need = max(n + n_test, 0) * (max(dim, 0) * 4 + 8) * 2  # the tensors and one working copy
+    have = memory_bytes()
+    if have is not None and need > have:
+        raise ConfigError(f"data.options: {n:,} + {n_test:,} synthetic samples of dim {dim:,} need about "
+                          f"{_gib(need)}, more than this machine's {_gib(have)} of memory; lower "
+                          "data.options.n / n_test / dim", field="data.options")
+
+
+def check_model_size(cfg: Config, data: NoisyDataset) -> None:
+    """Refuse a model whose training state (float32 weights, gradients and two optimizer moments:
+    16 bytes a parameter) is larger than this machine's memory, before it is allocated (the
+    parameters are counted on PyTorch's ``meta`` device, which allocates nothing)."""
+    try:
+        with torch.device("meta"):
+            meta = build_model(cfg.model.arch, data.input_shape, data.num_classes, **cfg.model.options)
+        count = sum(p.numel() for p in meta.parameters())
+    except Exception:  # noqa: BLE001 - the real build below reports bad options
+        return
+    need, have = 16 * count, memory_bytes()
+    if have is not None and need > have:
+        raise ConfigError(f"model.options: {cfg.model.arch} with {cfg.model.options} has {count:,} parameters, "
+                          f"about {_gib(need)} to train, more than this machine's {_gib(have)} of memory; "
+                          "lower model.options (widths, depth)", field="model.options")
 
 
 def input_scale(x: torch.Tensor) -> float:
@@ -75,6 +125,7 @@ def input_scale(x: torch.Tensor) -> float:
 def prepare_model(cfg: Config, data: NoisyDataset) -> TappedModel:
     """Build the model with the training seed (same seed -> same initial weights), with the
     data's input standardization inside it (see :class:`~noisescope.models.base.InputNorm`)."""
+    check_model_size(cfg, data)
     torch.manual_seed(cfg.train.seed)
     try:
         model = build_model(cfg.model.arch, data.input_shape, data.num_classes, **cfg.model.options)
@@ -107,10 +158,38 @@ class Prepared:
 
 def prepare(cfg: Config) -> Prepared:
     """Validate everything that can fail on bad input; writes nothing."""
+    path = run_path(cfg)
+    check_run_dir(path)
     data = prepare_data(cfg)
     model = prepare_model(cfg, data)
     make_probes(cfg)
-    return Prepared(cfg, data, model, run_path(cfg))
+    return Prepared(cfg, data, model, path)
+
+
+_KERNEL_FS = ("/proc", "/sys", "/dev")
+
+
+def check_run_dir(path: Path) -> None:
+    """Refuse a run directory that can't be created and written (a ConfigError naming
+    ``run.root`` / ``run.name``): a file where a directory must be, a place inside a kernel file
+    system (/proc, /sys, /dev), or a directory this process may not write."""
+    resolved = Path(os.path.abspath(path))
+    root = path.parent
+    if any(resolved == Path(k) or Path(k) in resolved.parents for k in _KERNEL_FS):
+        raise ConfigError(f"run.root = {str(root)!r} lies in a kernel file system ({resolved.parts[1]}); "
+                          "set run.root to a directory on disk, e.g. run.root='runs'", field="run.root")
+    if path.exists() and not path.is_dir():
+        raise ConfigError(f"run.name: {str(path)!r} is a file, not a run directory; choose another run.name "
+                          "or move the file", field="run.name")
+    existing = resolved
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise ConfigError(f"run.root = {str(root)!r}: {str(existing)!r} is a file, not a directory; set run.root "
+                          "to a directory", field="run.root")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise ConfigError(f"run.root = {str(root)!r}: {str(existing)!r} is not writable; set run.root to a "
+                          "writable directory or make it writable (chmod u+w)", field="run.root")
 
 
 def checkpoint_epochs(cfg: Config) -> set[int]:

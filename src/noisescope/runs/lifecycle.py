@@ -14,12 +14,13 @@ from pathlib import Path
 import torch
 
 from noisescope.config import Config, ConfigError, config_identity
+from noisescope.io import UserError, write_error
 from noisescope.probes.dynamics import summarize
 from noisescope.runlock import RunLock
 from noisescope.runs.build import Prepared, checkpoint_epochs, make_probes, prepare
 from noisescope.runs.store import RunStore, environment
 from noisescope.schedule import probe_epochs
-from noisescope.training.loop import EpochReport, Trainer
+from noisescope.training.loop import EpochReport, Trainer, TrainingDiverged
 
 
 def run_experiment(
@@ -37,12 +38,19 @@ def run_experiment(
     killed process is taken over.
     """
     p = prepared or prepare(cfg)
-    with RunLock(p.path):
+    try:
+        lock = RunLock(p.path).acquire()
+    except OSError as exc:  # the directory could not be made (prepare checked; the disk changed since)
+        raise write_error(p.path, exc) or exc from None
+    try:
         return _run_locked(cfg, p, on_epoch)
+    finally:
+        lock.release()
 
 
 def _run_locked(cfg: Config, p: Prepared, on_epoch: Callable[[EpochReport], None] | None) -> Path:
     store = RunStore(p.path)
+    store.remove_stale_temporaries()  # left by a killed writer (config.json, noise.json, a figure ...)
     if store.exists():
         old = store.read_json("config.json")
         if config_identity(old) != config_identity(cfg.to_dict()):
@@ -52,7 +60,6 @@ def _run_locked(cfg: Config, p: Prepared, on_epoch: Callable[[EpochReport], None
             )
         if store.status().get("state") == "complete":
             return p.path
-        store.remove_stale_temporaries()
         _warn_if_threads_differ(store)
     store.write_json("noise.json", p.data.noise)
     if not store.exists():
@@ -72,13 +79,29 @@ def _run_locked(cfg: Config, p: Prepared, on_epoch: Callable[[EpochReport], None
         store.write_json("env.json", environment(trainer.device))
     try:
         trainer.fit()
+    except TrainingDiverged as exc:
+        _record_failure(store, str(exc), diverged_at=exc.epoch)
+        raise
     except BaseException as exc:
-        store.set_status("failed", store.status().get("epoch", -1), error=repr(exc))
+        _record_failure(store, str(exc) if isinstance(exc, UserError) else repr(exc))
         raise
     store.compact()
     store.write_json("summary.json", summarize(store.metrics()))
     store.set_status("complete", cfg.train.epochs)
     return p.path
+
+
+def _record_failure(store: RunStore, error: str, **extra: object) -> None:
+    """Mark the run failed in status.json (keeping its last finished epoch), if the disk
+    still takes the write: a full or read-only disk must not hide the original error."""
+    try:
+        epoch = store.status().get("epoch", -1)
+    except UserError:  # a damaged status.json
+        epoch = -1
+    try:
+        store.set_status("failed", epoch, error=error, **extra)
+    except OSError:
+        pass
 
 
 def _warn_if_threads_differ(store: RunStore) -> None:

@@ -38,9 +38,10 @@ from typing import Any
 
 import pandas as pd
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from noisescope.io import atomic_write, read_json, write_json
+from noisescope.io import CorruptFileError, atomic_write, read_json, write_json
 from noisescope.metrics import DTYPES, KEY, Row, empty_frame, rows_to_frame
 from noisescope.version import __version__
 
@@ -239,7 +240,12 @@ class RunStore:
             raise FileNotFoundError(
                 f"{self.path} has no checkpoint for epoch {epoch}; saved epochs: {list(ckpts)}"
             )
-        model.load_state_dict(load_file(str(ckpts[epoch])))
+        path = ckpts[epoch]
+        try:
+            model.load_state_dict(load_file(str(path)))
+        except (SafetensorError, OSError, RuntimeError, ValueError) as exc:
+            raise unreadable_checkpoint(path, exc, "restore it from a copy, or train the run again under "
+                                                   "another run.name") from None
         return model
 
     def save_resume(self, model: torch.nn.Module, optimizer: torch.optim.Optimizer, epoch: int,
@@ -260,11 +266,14 @@ class RunStore:
             return -1, {}
         from safetensors import safe_open
 
-        with safe_open(str(path), framework="pt") as f:
-            meta = f.metadata()
-        tensors = load_file(str(path))
-        unflatten_state(model, optimizer, tensors, meta)
-        return int(meta["epoch"]), json.loads(meta.get("probe_state", "{}"))
+        try:
+            with safe_open(str(path), framework="pt") as f:
+                meta = f.metadata()
+            tensors = load_file(str(path))
+            unflatten_state(model, optimizer, tensors, meta)
+            return int(meta["epoch"]), json.loads(meta.get("probe_state", "{}"))
+        except (SafetensorError, OSError, RuntimeError, ValueError, KeyError, TypeError) as exc:
+            raise unreadable_checkpoint(path, exc, "delete it to restart the run from epoch 0") from None
 
     def remove_stale_temporaries(self) -> int:
         """Delete ``.*.tmp`` files a killed writer left in the run directory (call only while
@@ -275,6 +284,13 @@ class RunStore:
                 tmp.unlink(missing_ok=True)
                 removed += 1
         return removed
+
+
+def unreadable_checkpoint(path: Path, exc: BaseException, fix: str) -> CorruptFileError:
+    """The one-line error for a checkpoint that can't be loaded (``SafetensorError: header too
+    large``, a truncated file, tensors of another model)."""
+    reason = str(exc).splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return CorruptFileError(f"checkpoint {path} is unreadable ({reason[:120]}); {fix}")
 
 
 def flatten_state(

@@ -170,7 +170,8 @@ def heldout_r2(z: torch.Tensor, v: torch.Tensor, fit: torch.Tensor) -> float:
 
     Returns:
         1 - SS_res / SS_tot on the held-out rows, SS_tot about the held-out mean (as
-        ``sklearn.metrics.r2_score``); NaN if the held-out target is constant.
+        ``sklearn.metrics.r2_score``); NaN if the held-out target is constant or any value is
+        not finite (a diverged network: LAPACK's solver must not see inf / NaN).
     """
     if z.dim() != 2 or v.dim() != 1 or len(z) != len(v) or fit.shape != v.shape:
         raise ValueError(f"need z (N, k), v (N,), fit (N,); got {tuple(z.shape)}, "
@@ -180,6 +181,8 @@ def heldout_r2(z: torch.Tensor, v: torch.Tensor, fit: torch.Tensor) -> float:
     fit = fit.cpu().bool()
     if int(fit.sum()) < 2 or int((~fit).sum()) < 1:
         raise ValueError("heldout_r2 needs >= 2 fit rows and >= 1 held-out row")
+    if not (bool(torch.isfinite(z).all()) and bool(torch.isfinite(v).all())):
+        return float("nan")
     design = torch.cat([z, torch.ones(len(z), 1, dtype=torch.float64)], dim=1)
     w = torch.linalg.lstsq(design[fit], v[fit].unsqueeze(1), driver="gelsd").solution
     pred = (design[~fit] @ w).squeeze(1)

@@ -8,6 +8,7 @@ therefore resumes from the last finished epoch and recomputes at most the epoch 
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -18,6 +19,7 @@ import torch.nn.functional as F
 from noisescope import accel
 from noisescope.config import TrainConfig
 from noisescope.data.base import NoisyDataset
+from noisescope.io import UserError
 from noisescope.methods import Method, build_method
 from noisescope.metrics import Row
 from noisescope.models.base import TappedModel
@@ -102,6 +104,16 @@ def train_epoch(
             method.after_step()
         meter.add(loss.detach(), len(yb))
     return meter.value()
+
+
+class TrainingDiverged(UserError):
+    """The mean training loss of an epoch was not finite (docs/definitions.md, "Diverged run");
+    nothing of that epoch was stored."""
+
+    def __init__(self, epoch: int, loss: float, lr: float) -> None:
+        super().__init__(f"diverged at epoch {epoch}: the training loss is {loss}; lower train.lr "
+                         f"(now {lr:g}) or use a gentler train.schedule / train.warmup_epochs")
+        self.epoch = epoch
 
 
 class Trainer:
@@ -217,5 +229,7 @@ class Trainer:
             if self.method is not None:
                 self.method.start_epoch(epoch, lr)
             loss = train_epoch(self.model, self.batches, self.optimizer, self.plan, self.step_fn, self.method)
+            if not math.isfinite(loss):  # before anything of this epoch is stored: resume stays at e - 1
+                raise TrainingDiverged(epoch, loss, lr)
             self._finish_epoch(epoch, loss, lr)
         return self.model
