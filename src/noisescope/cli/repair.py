@@ -95,11 +95,13 @@ def aggregate_table(df: pd.DataFrame, title: str, wide: bool = False) -> Table:
     """The over-seeds aggregate (runs.repair.AGG_COLUMNS) as a rich table (80 columns unless
     ``wide``: then also the t-interval, the validation gain over the final model and seconds)."""
     table = Table(title=title, box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, padding=(0, 1, 0, 0),
-                  title_justify="left")
-    cols = ["method", "seeds", "clean test mean +- sd" + (" [95% t-CI]" if wide else "")]
+                  title_justify="left", caption_justify="left",
+                  caption="ES: early stopping; chosen by rule: seeds on which the recommendation rule chose the "
+                          "row; beats ES: seeds with a better clean test and McNemar p < 0.05")
+    cols = ["method", "seeds", "clean test\nmean +- sd" + (" [95% t-CI]" if wide else "")]
     if wide:
         cols += ["val gain vs final, pts"]
-    cols += ["chosen by the rule", "beats early stop (p<0.05)", "vs early stop, pts", "gap closed"]
+    cols += ["chosen\nby rule", "beats\nES at\np<0.05", "vs ES,\npts", "gap\nclosed"]
     if wide:
         cols += ["seconds"]
     for col in cols:
