@@ -271,8 +271,17 @@ def cost_main(a: argparse.Namespace) -> None:
 
     print(f"machine: {os.cpu_count()}-core CPU, load average {os.getloadavg()[0]:.1f} at the start, "
           f"torch {torch.__version__}, {a.threads} thread(s)")
-    run = Path(a.run) if a.run else train_run(Path(a.root or tempfile.mkdtemp(prefix="bench-li-")), a.epochs,
-                                               a.threads)
+    if a.run:
+        run = Path(a.run)
+    else:
+        root = Path(a.root or tempfile.mkdtemp(prefix="bench-li-"))
+        # trained by the oldest tree measured, so that every tree can read its config
+        train_src = Path(a.src[-1]).resolve() if a.src else SRC
+        cmd = [sys.executable, __file__, "--train-only", "--root", str(root), "--epochs", str(a.epochs),
+               "--threads", str(a.threads)]
+        out = subprocess.run(cmd, env=_env(train_src, a.threads), capture_output=True, text=True, check=True)
+        print(out.stdout.strip().splitlines()[-2])
+        run = Path(out.stdout.strip().splitlines()[-1])
     run_s = run_seconds(load_run(run))
     if not run_s:
         raise SystemExit(f"{run}: the run's time is not recorded (incomplete or resumed); train a fresh one")
@@ -306,8 +315,12 @@ def main() -> None:
     ap.add_argument("--src", action="append", default=[], help="another source tree to measure too (repeatable)")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--train-only", action="store_true", help=argparse.SUPPRESS)
     a = ap.parse_args()
     _threads(a.threads)
+    if a.train_only:
+        print(train_run(Path(a.root), a.epochs, a.threads))
+        return
     if a.detectors:
         detectors_main(a)
     else:

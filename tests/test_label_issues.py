@@ -261,6 +261,10 @@ def test_cleanlab_cv_writes_its_own_files_and_leaves_the_default_alone(run_dir):
     said = " ".join(res.output.split())
     assert "label_issues_cleanlab_cv.parquet" in said and "the default ranking is unchanged" in said
     assert first.consensus_of == json.loads((run_dir / li.JSON).read_text())["consensus_of"]
+    # cleanlab_cv alone: its own files only, the default ranking's left as they were
+    res = find_label_issues(run_dir, methods=["cleanlab_cv"], cleanlab_cv=2)
+    assert res.consensus_of == [] and res.cv_table is not None
+    pd.testing.assert_frame_equal(before, pd.read_parquet(run_dir / li.PARQUET))
 
 
 class _Clock:

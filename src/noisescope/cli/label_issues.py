@@ -196,7 +196,8 @@ def label_issues(
     else:
         console.print(f"these detectors {total:.2f} s (the run's own time is not recorded: resumed or "
                       "incomplete run).", highlight=False)
-    wrote = f"wrote {run / PARQUET} and {JSON} (ranked by {st['rank_by']})"
+    wrote = (f"wrote {run / PARQUET} and {JSON} (ranked by {st['rank_by']})" if info.get("consensus_of")
+             else f"left {PARQUET} as it was (no detector for a consensus)")
     if res.cv_table is not None:
         wrote += (f"; cleanlab_cv to its own {CV_PARQUET} and .json (not in the consensus; the default "
                   "ranking is unchanged)")

@@ -351,13 +351,14 @@ def find_label_issues(
                   "mask_known": True, "realized_rate": float(mask.mean()) if n else None},
         "estimated_rate": {m: float(np.mean(f)) for m, f in all_flags.items()},
         "evaluation": None if evaluation is None else evaluation.to_dict("records"),
-        "files": {"table": PARQUET, "info": JSON,
+        "files": {**({"table": PARQUET, "info": JSON} if members else {}),
                   **({"cleanlab_cv_table": CV_PARQUET, "cleanlab_cv_info": CV_JSON} if cv_table is not None else {})},
     }
     info = jsonable(info)
     if write:
-        atomic_write(run.path / PARQUET, lambda p: table.to_parquet(p, index=False))
-        write_json(run.path / JSON, info)
+        if members:  # only cleanlab_cv asked for: the default ranking's files are left as they are
+            atomic_write(run.path / PARQUET, lambda p: table.to_parquet(p, index=False))
+            write_json(run.path / JSON, info)
         if cv_table is not None:
             cv_eval = None if evaluation is None else evaluation[evaluation["detector"] == "cleanlab_cv"]
             cv_info = jsonable({
