@@ -19,15 +19,18 @@ baseline; the oracle: its clean validation):
 * ``compute``: training wall seconds / the cross-entropy run's (same noise and seed, probes
   included); ``compute_nominal``: forward-backward passes per sample as a multiple of one run
   (``methods.COMPUTE``; cleaning: 1 + retrained rounds).
-* ``memorized``: accuracy of the final model on the noisy training samples against their
-  observed (wrong) labels (the dynamics probe's ``noisy_train_obs``): the end of the
-  memorization curve. ``tail_clean`` / ``tail_noisy``: the final model's per-sample share of
+* ``memorized`` / ``final_memorized``: accuracy of the reported (last) model on the noisy
+  training samples against their observed (wrong) labels (the dynamics probe's
+  ``noisy_train_obs``; ``curves``: the whole memorization curve). ``tail_clean`` /
+  ``tail_noisy``: the reported model's per-sample share of
   centred penultimate-feature energy outside the top-C principal directions of the training
   features (C classes), averaged over clean and over noisy training samples: where in the
   spectrum the noisy labels are held.
 
 Per (noise, seed) the recommendation is :func:`evidence.rules.recommend` over every row but
-the oracle, default early stopping (the rule of every other leaderboard). The summary
+the oracle, default early stopping (the rule of every other leaderboard); the recommended model
+is exported (``runs.repair_export.export_module``: safetensors + JSON) to
+``OUT/recommended/<noise>-s<seed>`` and reloaded (``load_repair``) to check its test accuracy. The summary
 (``SUMMARY_COLUMNS``) gives per (noise, method) the mean test accuracy with its t-interval over
 seeds (``evidence.intervals.aggregate_seeds``), the mean gap closed, the seeds with McNemar
 p < 0.05 in its favour, the mean compute and whether the issue's goal is met (gap closed >=
@@ -47,13 +50,14 @@ from noisescope.evidence.paired import mcnemar
 from noisescope.evidence.rules import recommend
 from noisescope.io import atomic_write, read_json, write_json
 from noisescope.methods import COMPUTE
+from noisescope.runs.repair_export import export_module, load_repair, model_spec
 from noisescope.runs.run import Run, load_run
 from noisescope.runs.truncate import early_stop_epoch
 from noisescope.taps import iter_taps
 
 COLUMNS = ["noise", "seed", "method", "kind", "epoch", "val_acc", "n_val", "test_acc", "test_low", "test_high",
-           "n_test", "es_b", "es_c", "es_p", "gap_closed", "final_test_acc", "memorized", "tail_clean",
-           "tail_noisy", "compute", "compute_nominal"]
+           "n_test", "es_b", "es_c", "es_p", "gap_closed", "final_test_acc", "memorized", "final_memorized",
+           "tail_clean", "tail_noisy", "compute", "compute_nominal"]
 SUMMARY_COLUMNS = ["noise", "method", "n_seeds", "mean", "low", "high", "gap_closed", "gap_min", "seeds_sig",
                    "compute", "goal"]
 #: the issue's goal: mean fraction of the early-stopping -> oracle gap closed, per noise
@@ -61,6 +65,7 @@ GOAL_GAP = {"sym40": 0.6, "pair40": 0.4, "human35": 0.4}
 GOAL_COMPUTE = 3.0
 ALPHA = 0.05
 BOARD, SUMMARY, CURVES, DECISIONS = "board.parquet", "board_summary.parquet", "curves.parquet", "decisions.json"
+EXPORT_DIR = "recommended"
 
 
 def tail_shares(run: Run, epoch: int, batch_size: int = 2048) -> tuple[float, float]:
@@ -138,20 +143,28 @@ def board(out: str | Path, batch_size: int = 2048) -> tuple[pd.DataFrame, pd.Dat
             mc = mcnemar(right[m], right["early_stop"])
             final = max(run.checkpoints())
             f_right = right[m] if e == final else correct(run.model(final), x, y, batch_size).numpy()
-            tc, tn = tail_shares(run, final, batch_size) if kind != "oracle" else (float("nan"), float("nan"))
+            tc, tn = tail_shares(run, e, batch_size) if kind != "oracle" else (float("nan"), float("nan"))
             rows.append({"noise": noise, "seed": seed, "method": m, "kind": kind, "epoch": e,
                          "val_acc": float(val[m].mean()), "n_val": int(val[m].size), "test_acc": acc.value,
                          "test_low": acc.low, "test_high": acc.high, "n_test": acc.n, "es_b": mc.b, "es_c": mc.c,
                          "es_p": mc.p_value,
                          "gap_closed": (acc.value - acc_es) / (acc_or - acc_es) if acc_or > acc_es else float("nan"),
-                         "final_test_acc": float(f_right.mean()), "memorized": _memorized(run, final),
+                         "final_test_acc": float(f_right.mean()), "memorized": _memorized(run, e),
+                         "final_memorized": _memorized(run, final),
                          "tail_clean": tc, "tail_noisy": tn, "compute": comp, "compute_nominal": nominal})
             if m not in ("final", "oracle"):
                 c = run.curve("noisy_train_obs")
                 for epoch, v in c.items():
                     curves.append({"noise": noise, "seed": seed, "method": m, "epoch": int(epoch), "memorized": v})
         dec = recommend({m: v for m, v in val.items() if m != "oracle"}, default="early_stop")
-        decisions[f"{noise}-s{seed}"] = {"choice": dec.choice, "status": dec.status, "line": dec.line}
+        run, e = models[dec.choice][0], models[dec.choice][1]
+        where = export_module(run.model(e), out / EXPORT_DIR / f"{noise}-s{seed}",
+                              {"model": model_spec(run), "method": dec.choice, "epoch": int(e),
+                               "source": str(run.path.relative_to(out)), "test_acc": float(right[dec.choice].mean())})
+        reloaded = float(correct(load_repair(where), x, y, batch_size).numpy().mean())
+        decisions[f"{noise}-s{seed}"] = {"choice": dec.choice, "status": dec.status, "line": dec.line,
+                                         "export": str(where.relative_to(out)),
+                                         "test_acc": float(right[dec.choice].mean()), "reloaded_test_acc": reloaded}
     table = pd.DataFrame(rows, columns=COLUMNS)
     return table, summarize(table), pd.DataFrame(curves, columns=["noise", "seed", "method", "epoch", "memorized"]), \
         decisions
