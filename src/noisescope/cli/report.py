@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.text import Text
 
 from noisescope.cli.common import console, fail
 
@@ -30,4 +31,6 @@ def register(app: typer.Typer) -> None:
         except FileNotFoundError as exc:
             fail(str(exc))
         size = path.stat().st_size / 1e6
-        console.print(f"report: [bold]{path}[/] ({size:.1f} MB, self-contained: open it in any browser)")
+        # the path whole on a line of its own (never folded by rich), to copy into a browser
+        console.print(f"report ({size:.1f} MB, self-contained: open it in any browser):", highlight=False)
+        console.print(Text(str(path), style="bold"), soft_wrap=True)

@@ -8,6 +8,7 @@ follow, each whole on its own line, ready to copy. ``--rules`` adds each claim's
 
 from __future__ import annotations
 
+import re
 import shlex
 from pathlib import Path
 from typing import Annotated
@@ -90,25 +91,61 @@ def print_claims(claims, target: str, rules: bool = False) -> None:
                 console.print(Text(line), soft_wrap=True, highlight=False)
 
 
+def short_config(label: str) -> str:
+    """``noise.rate=0.1, model.options.widths=[32]`` -> ``rate=0.1, widths=[32]`` (the swept
+    keys by their last dotted part, more where two would share it)."""
+    from noisescope.cli.sweep import short_names
+
+    keys = re.findall(r"(?:^|, )([\w.]+)=", label)
+    names = short_names(keys)
+    for k in sorted(keys, key=len, reverse=True):
+        label = re.sub(rf"(^|, ){re.escape(k)}=", rf"\g<1>{names[k]}=", label)
+    return label
+
+
+def _sweep_claim_row(r: dict) -> tuple[Text, Text]:
+    """(status, body) of one claim of the sweep aggregate."""
+    counts = {s: int(r.get(s) or 0) for s in STATUS_STYLE}
+    n = sum(counts.values())
+    unanimous = next((s for s, k in counts.items() if k == n), None) if n else None
+    body = Text(r["claim"], style="bold")
+    if unanimous is None:
+        status = Text("mixed", style="bold")
+        runs = Text()
+        for s, k in counts.items():
+            if k:
+                runs += Text(", " if len(runs) else "") + Text(f"{k} {s}", style=STATUS_STYLE[s])
+        body += Text("\nruns: ") + runs
+    else:
+        status = _status(unanimous)
+        body += Text(f"\nall {n} runs" if n > 1 else "\n1 run", style="dim")
+    configs = r.get("configs") or []
+    numbers = any(c.get("number") for c in configs)
+    if numbers and r.get("number"):
+        body += Text(f"\n{r['number']}: mean +- sd over seeds [95% t-interval]", style="italic")
+    if numbers or unanimous is None or any(c.get("summary") for c in configs):
+        for c in configs:
+            line = short_config(c["config"]) + ": " if c.get("config") else ""
+            parts = [c["status"]] if unanimous is None else []
+            parts += [x for x in (c.get("number"), c.get("summary")) if x]
+            body += Text("\n") + Text(line + ("; ".join(parts) or "-"))
+    return status, body
+
+
 def print_sweep_claims(df, title: str) -> None:
-    """The sweep aggregate (``report.verdict.aggregate``): per claim the runs counted by
-    status, then per configuration its statuses and the key number over seeds."""
+    """The sweep aggregate (``report.verdict.aggregate``), per claim: the status when every run
+    agrees (else "mixed" and the counts), then per configuration the key number over its seeds
+    as mean +- sd [95% t-interval] (and its statuses when the runs disagree)."""
     console.print(Text(title, style="bold"), soft_wrap=True)
-    t = _grid()
-    for r in df.to_dict("records"):
-        status = Text()
-        for s, style in STATUS_STYLE.items():
-            if r.get(s):
-                if len(status):
-                    status += Text(", ")
-                status += Text(f"{r[s]} {s}", style=style)
-        body = Text(r["claim"], style="bold") + Text(f" ({PAPER.get(r['paper'], r['paper'])})", style="dim")
-        body += Text("\nruns: ") + status
-        for part in str(r["by_configuration"] or "").split(" | "):
-            if part:
-                body += Text("\n") + Text(part)
-        t.add_row(Text(f"{r['n_runs']} runs"), body)
-    console.print(t)
+    records = df.to_dict("records")
+    for paper in dict.fromkeys(r["paper"] for r in records):
+        console.print(Text(PAPER.get(paper, paper), style="bold underline"))
+        t = _grid()
+        for r in (r for r in records if r["paper"] == paper):
+            t.add_row(*_sweep_claim_row(r))
+        console.print(t)
+    console.print(Text("a configuration's interval is clipped to the number's domain (docs/definitions.md)",
+                       style="dim"))
 
 
 def register(app: typer.Typer) -> None:

@@ -167,6 +167,15 @@ class SeedSummary:
                 f"{pct} t-interval [{fmt(self.low)}, {fmt(self.high)}]{clip})")
 
 
+    def short(self) -> str:
+        """``mean +- sd [low, high]`` (the t-interval), ``mean (1 seed)`` for one seed."""
+        if self.n_seeds == 0:
+            return "no seed"
+        if self.n_seeds == 1:
+            return f"{fmt(self.mean)} (1 seed)"
+        return f"{fmt(self.mean)} +- {fmt(self.std)} [{fmt(self.low)}, {fmt(self.high)}]"
+
+
 def aggregate_seeds(values: Iterable[float], confidence: float = 0.95,
                     domain: tuple[float, float] = REAL) -> SeedSummary:
     """Mean, sample std and t-interval of the mean over seeds (module docstring), the interval

@@ -127,8 +127,10 @@ class SweepVerdict:
 def aggregate(per_run: dict[str, list[Claim]], groups: dict[str, list[str]],
               sweep_claims: dict[str, list[Claim]] | None = None) -> pd.DataFrame:
     """One row per claim: key, claim, paper, n_runs, one column per status (its count), status
-    (the counts in words), number (what the key number is) and by_configuration (per
-    configuration: its statuses and the key number's mean +- sd over seeds). A claim scored
+    (the counts in words), number (what the key number is), by_configuration (per
+    configuration: its statuses and the key number's mean +- sd over seeds, in words) and
+    configs (the same as a list of dicts: config, status, and when measured mean, sd, low,
+    high, n_seeds, clipped and number, the short form ``mean +- sd [low, high]``). A claim scored
     across runs (``sweep_claims``) replaces that claim's per-run rows (each run alone says
     "not measured")."""
     sweep_claims = sweep_claims or {}
@@ -146,24 +148,31 @@ def aggregate(per_run: dict[str, list[Claim]], groups: dict[str, list[str]],
             statuses = [c.status for c in cl]
             rows.append({"key": key, "claim": cl[0].text, "paper": cl[0].paper, "n_runs": len(per_run),
                          **{s: statuses.count(s) for s in STATUSES}, "status": status_counts(statuses),
-                         "number": "", "by_configuration": " | ".join(c.summary for c in cl)})
+                         "number": "", "by_configuration": " | ".join(c.summary for c in cl),
+                         "configs": [{"config": f"seed {i + 1}", "status": c.status, "summary": c.summary}
+                                     for i, c in enumerate(cl)]})
             continue
         by_run = {r: next((c for c in cl if c.key == key), None) for r, cl in per_run.items()}
         statuses = [c.status for c in by_run.values() if c is not None]
         label, _fn, domain = KEY_NUMBERS.get(key, ("", None, (-math.inf, math.inf)))
-        parts = []
+        parts, configs = [], []
         for g, runs in groups.items():
             cl = [by_run[r] for r in runs if by_run.get(r) is not None]
             if not cl:
                 continue
             text = status_counts([c.status for c in cl])
             vals = [key_number(c) for c in cl]
+            entry: dict[str, Any] = {"config": g, "status": text}
             if label and any(math.isfinite(v) for v in vals):
-                text += f"; {label}: {aggregate_seeds(vals, domain=domain)}"
+                seeds = aggregate_seeds(vals, domain=domain)
+                text += f"; {label}: {seeds}"
+                entry.update(mean=seeds.mean, sd=seeds.std, low=seeds.low, high=seeds.high, n_seeds=seeds.n_seeds,
+                             clipped=seeds.clipped, number=seeds.short())
             parts.append(f"{g}: {text}" if g else text)
+            configs.append(entry)
         rows.append({"key": key, "claim": info[key].text, "paper": info[key].paper, "n_runs": len(statuses),
                      **{s: statuses.count(s) for s in STATUSES}, "status": status_counts(statuses),
-                     "number": label, "by_configuration": " | ".join(parts)})
+                     "number": label, "by_configuration": " | ".join(parts), "configs": configs})
     return pd.DataFrame(rows)
 
 
