@@ -58,6 +58,7 @@ def leaderboard_table(df: pd.DataFrame, title: str, recommended: str | None = No
     if wide:
         cols += [("gap closed", "right"), ("seconds", "right")]
     for col, just in cols:
+        col = col.replace("\n", " ").strip() if wide else col
         if col == "method":
             table.add_column(col, justify=just, no_wrap=True)
         else:
