@@ -326,3 +326,23 @@ name = "matrix"
     assert res.exit_code == 0, res.output
     assert "noise transition (rate set by its matrix; realized 0." in " ".join(res.output.split())
     assert "rate 0 (" not in res.output
+
+
+def test_a_caller_holding_the_data_skips_the_rebuild(run_dir, monkeypatch):
+    import noisescope.runs.run as run_module
+
+    data = load_run(run_dir).data
+    want = find_label_issues(run_dir, write=False)
+
+    def no_rebuild(cfg):
+        raise AssertionError("the data was rebuilt")
+
+    monkeypatch.setattr(run_module, "prepare_data", no_rebuild)
+    got = find_label_issues(run_dir, write=False, data=data)
+    for m, s in want.scores.items():
+        np.testing.assert_array_equal(got.scores[m], s, err_msg=m)
+    other = NoisyDataset(**{**data.__dict__, "name": "digits"})
+    with pytest.raises(ValueError, match="trained on 'synthetic'"):
+        find_label_issues(run_dir, write=False, data=other)
+    with pytest.raises(AssertionError, match="rebuilt"):  # the guard works
+        find_label_issues(run_dir, write=False)

@@ -63,6 +63,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from noisescope.data.base import NoisyDataset
 from noisescope.detect.evaluate import evaluate_scores, finite_scores
 from noisescope.evaluate import predict_logits
 from noisescope.io import atomic_write, jsonable, write_json
@@ -211,6 +212,7 @@ def find_label_issues(
     batch_size: int = 2048,
     write: bool = True,
     progress: Progress | None = None,
+    data: NoisyDataset | None = None,
 ) -> LabelIssueResult:
     """Score every training sample of a stored run for a wrong label (module docstring).
 
@@ -230,6 +232,10 @@ def find_label_issues(
         write: write ``label_issues.parquet`` / ``.json`` into the run (and ``cleanlab_cv``'s
             own ``label_issues_cleanlab_cv.parquet`` / ``.json``).
         progress: called ``(step, done, total)`` before each step.
+        data: the run's dataset when the caller already holds it (e.g. the process that just
+            trained the run): then it is not rebuilt from the config (the ``load`` step). It
+            must be the run's own data: only its name is checked against the config (a
+            training split of another size fails on the margins record or the checkpoint).
     """
     t_all = time.perf_counter()
     chosen, explicit = _check_methods(methods, int(cleanlab_cv))
@@ -253,7 +259,12 @@ def find_label_issues(
     sc.step("loading the run's data and checkpoints")
     t = time.perf_counter()
     epoch, early = resolve_checkpoint(run, checkpoint)
-    data = run.data
+    if data is None:
+        data = run.data
+    else:
+        run.__dict__["data"] = data  # run.model() builds on it: no rebuild there either
+        if data.name != run.config.data.name:
+            raise ValueError(f"data is {data.name!r}, but the run was trained on {run.config.data.name!r}")
     x, y = data.x_train, data.y_train  # observed labels; the true ones are never read here
     n, c = len(y), data.num_classes
     sc.shared["load"] = time.perf_counter() - t
