@@ -304,7 +304,7 @@ def comparison_display(frames: list[pd.DataFrame]) -> pd.DataFrame:
     """The truncation table as text: with one seed each accuracy with its 95% Wilson interval and
     n (no spread: a single seed shows none); with several, mean ± sample standard deviation and
     the 95% t-interval of the mean over seeds (``evidence.aggregate_seeds``)."""
-    from noisescope.evidence.intervals import aggregate_seeds
+    from noisescope.evidence.intervals import UNIT, aggregate_seeds
 
     df = pd.concat(frames, ignore_index=True)
     out = []
@@ -320,7 +320,7 @@ def comparison_display(frames: list[pd.DataFrame]) -> pd.DataFrame:
         else:
             row.update(seeds=str(k), d="-" if g["d"].isna().all() else f"{g['d'].mean():.1f}")
             for col, name in (("val_acc", "noisy val acc"), ("test_acc", "clean test acc")):
-                s = aggregate_seeds(g[col].to_numpy(float))
+                s = aggregate_seeds(g[col].to_numpy(float), domain=UNIT)
                 row[name] = "-" if s.n_seeds == 0 else (
                     f"{s.mean:.3f} (1 seed: no spread)" if s.n_seeds == 1 else
                     f"{s.mean:.3f} ± {s.std:.3f} (sd, {s.n_seeds} seeds; 95% t [{s.low:.3f}, {s.high:.3f}])")

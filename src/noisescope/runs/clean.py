@@ -57,7 +57,7 @@ from noisescope.config import ConfigError, from_dict
 from noisescope.data.base import NoisyDataset
 from noisescope.detect.estimator import LabelIssueDetector
 from noisescope.evaluate import correct, predict_logits
-from noisescope.evidence.intervals import Accuracy, aggregate_seeds
+from noisescope.evidence.intervals import UNIT, Accuracy, aggregate_seeds
 from noisescope.evidence.paired import mcnemar
 from noisescope.evidence.rules import repair_verdict
 from noisescope.io import atomic_write, read_json, write_json
@@ -264,7 +264,7 @@ def cleaning_comparison(run: Run, subs: dict[tuple[str, int], Path],
     table = pd.DataFrame(rows, columns=TABLE_COLUMNS)
     summary = []
     for (model, mode), g in table.groupby(["model", "mode"], sort=False):
-        s = aggregate_seeds(g["test_acc"].to_numpy())
+        s = aggregate_seeds(g["test_acc"].to_numpy(), domain=UNIT)
         summary.append({"model": model, "mode": mode, "n_seeds": s.n_seeds, "mean": s.mean, "std": s.std,
                         "low": s.low, "high": s.high, "note": s.note})
     return table, pd.DataFrame(summary, columns=SUMMARY_COLUMNS)

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from noisescope.evidence.intervals import aggregate_seeds
+from noisescope.evidence.intervals import UNIT, aggregate_seeds
 from noisescope.runs.repair import RepairReport, read_table, repair_run
 from noisescope.runs.repair_export import SEED_KEYS
 from noisescope.runs.run import Run, load_run
@@ -47,7 +47,7 @@ def aggregate(tables: dict[str, pd.DataFrame], setting: str = "") -> pd.DataFram
     for method in dict.fromkeys(df["method"]):
         g = df[df.method == method]
         meas = g[g["n_test"] > 0]
-        s = aggregate_seeds(meas["test_acc"].tolist()) if len(meas) else None
+        s = aggregate_seeds(meas["test_acc"].tolist(), domain=UNIT) if len(meas) else None
         n = len(meas)
         rep = g[g.verdict.fillna("") != ""]
         beats = int(((meas.es_p < 0.05) & (meas.es_diff > 0)).sum())
