@@ -189,13 +189,14 @@ def register(app: typer.Typer) -> None:
                 rv = run_verdict(p, models=models, device=device)
             except (ValueError, FileNotFoundError) as exc:
                 fail(str(exc))
-        console.print(Text("claims of\n", style="bold") + Text(target), soft_wrap=True)
+        sep = " " if len(target) + 10 <= console.width else "\n"  # the path whole, never folded
+        console.print(Text("claims of" + sep, style="bold") + Text(target), soft_wrap=True)
         print_claims(rv.claims, target, rules=rules)
         for note in rv.notes:
             console.print(Text("note: ", style="yellow") + Text(note))
         counts = {s: sum(c.status == s for c in rv.claims) for s in STATUS_STYLE}
-        console.print(", ".join(f"{n} {s}" for s, n in counts.items() if n) + f" (of {len(rv.claims)} claims)",
+        console.print(f"{len(rv.claims)} claims: " + ", ".join(f"{n} {s}" for s, n in counts.items() if n),
                       highlight=False)
-        console.print(Text("written: ") + Text(str(p / VERDICT_FILE)), soft_wrap=True)
+        console.print(Text(f"written: {p / VERDICT_FILE}"), soft_wrap=True, highlight=False)
         if not rules:
-            console.print("add --rules for the rule behind each status", highlight=False)
+            console.print("--rules: the rule behind each status", highlight=False)
