@@ -34,7 +34,7 @@ from spectral_data import spiked_noisy  # noqa: E402
 from spectral_fast_record import REFERENCE, probe_rows  # noqa: E402
 
 from noisescope.spectral.linear_probe import Readout, cumulative_correct  # noqa: E402
-from noisescope.spectral.segregation import TailFractionAccumulator  # noqa: E402
+from noisescope.spectral.segregation import NoiseShareAccumulator, TailFractionAccumulator, noise_share  # noqa: E402
 from noisescope.spectral.stats import FeatureStats  # noqa: E402
 
 KEY = ["epoch", "probe", "tap", "subset", "metric", "index"]
@@ -171,3 +171,18 @@ def test_tail_fractions_from_given_coordinates_equal_a_fresh_projection():
         np.testing.assert_allclose(a, b, rtol=0, atol=1e-12)
     with pytest.raises(ValueError, match="coordinates"):
         given.update(data.x_train, data.y_train, data.y_train_true, z=spec.project(data.x_train, 5))
+
+
+def test_noise_share_from_coordinates_equals_the_noisy_second_moment_way():
+    data = spiked_noisy(n=2000, n_val=10, n_test=10, dim=30, seed=7)
+    st = FeatureStats(30, 10, noisy_second_moment=True)
+    st.update(data.x_train, data.y_train, data.y_train_true)
+    spec = st.spectrum()
+    acc = NoiseShareAccumulator(spec, st.n)
+    for s in range(0, 2000, 300):
+        acc.update(spec.project(data.x_train[s:s + 300]), data.noise_mask[s:s + 300])
+    rho = acc.result()
+    assert torch.allclose(rho, noise_share(st, spec), rtol=0, atol=1e-10)
+    assert float(rho[:6].mean()) < 0.5 < float(rho[6:].mean())  # the planted tail is noise-dominated
+    with pytest.raises(ValueError, match="all 30 coordinates"):
+        acc.update(spec.project(data.x_train[:5], 10), data.noise_mask[:5])

@@ -39,7 +39,7 @@ from noisescope.spectral.linear_probe import (
     fit_ridge_readout,
     head_readout,
 )
-from noisescope.spectral.segregation import TailFractionAccumulator, noise_share
+from noisescope.spectral.segregation import NoiseShareAccumulator, TailFractionAccumulator
 from noisescope.spectral.stats import FeatureStats, Spectrum
 from noisescope.taps import INPUT_TAP, iter_taps, resolve_taps, stream_splits
 
@@ -211,8 +211,7 @@ class SpectralReducer:
             c = data.num_classes
             for n in self.taps:
                 if n not in self.stats:
-                    self.stats[n] = FeatureStats(acts[n].shape[1], c, noisy_second_moment=self.segregation,
-                                                 gram_dtype=self.gram_dtype)
+                    self.stats[n] = FeatureStats(acts[n].shape[1], c, gram_dtype=self.gram_dtype)
                 self.stats[n].update(acts[n], data.y_train[sl], data.y_train_true[sl])
             if self._cache is not None:
                 nbytes = sum(acts[n].numel() * 4 for n in self.taps)
@@ -276,9 +275,9 @@ class SpectralReducer:
         from noisescope.evidence.tail import TailMarginAccumulator, TruncatedFitAccumulator
 
         data = self.data
-        acc, fit, margin = {}, {}, {}
+        acc, fit, margin, shares = {}, {}, {}, {}
         for n, res in self.out.items():
-            res.noise_share = noise_share(self.stats[n], res.spectrum)
+            shares[n] = NoiseShareAccumulator(res.spectrum, self.stats[n].n)
             acc[n] = TailFractionAccumulator(res.spectrum, self.stats[n].clean_class_means(), res.d_grid)
             if res.head is not None:
                 fit[n] = TruncatedFitAccumulator(res.head, res.d_grid)
@@ -298,15 +297,18 @@ class SpectralReducer:
         for sl, acts in batches:
             y_obs, y_true = data.y_train[sl], data.y_train_true[sl]
             for n in self.taps:
+                # one projection onto every component per tap and batch, shared by the noise
+                # share, the tail fractions and (head tap, float64) the truncated fit and margin
                 res = self.out[n]
-                if n in fit:  # one float64 projection for the fit, the margin and the tail fractions
-                    full = n in margin  # the margin needs every component, the rest up to the grid's largest d
-                    z = res.spectrum.project(acts[n], None if full else int(res.d_grid[-1]), torch.float64)
+                if n in fit:
+                    z = res.spectrum.project(acts[n], None, torch.float64)
                     self._fit_batch(res, acts[n], y_obs, data.noise_mask[sl], fit[n], margin.get(n), z)
                 else:
-                    z = res.spectrum.project(acts[n], int(res.d_grid[-1]), self.projection_dtype)
+                    z = res.spectrum.project(acts[n], None, self.projection_dtype)
+                shares[n].update(z, data.noise_mask[sl])
                 acc[n].update(acts[n], y_obs, y_true, z=z)
         for n, res in self.out.items():
+            res.noise_share = shares[n].result()
             res.tail_clean, res.tail_noisy = acc[n].result()
             if n in fit:
                 res.fit = fit[n].result()

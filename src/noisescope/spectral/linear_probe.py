@@ -126,8 +126,9 @@ def cumulative_correct(
     step = max(1, max_elems // max(1, dmax * c))
     wt = w[:dmax].T.contiguous()  # (C, dmax)
     icpt = readout.intercept.to(w.dtype)[:, None]
+    z = z[:, :dmax].to(w.device, w.dtype)
     for s in range(0, len(z), step):
-        zb = z[s : s + step, :dmax].to(w.device, w.dtype)
+        zb = z[s : s + step]
         yb = y[s : s + step]
         rows = torch.arange(len(zb), device=w.device)
         cum = zb[None] * wt[:, None, :]  # (C, b, dmax) per-component contributions

@@ -4,7 +4,9 @@
   noise rate (rho_k above the rate: component k is dominated by noisy samples).
 * Tail fraction of a sample: ||P_tail delta_i||^2 / ||delta_i||^2 with delta_i = f_i minus the
   clean mean of its *true* class and P_tail the projector onto v_{d+1..D}; averaged over the
-  clean and over the noisy training samples, for every d of a grid in one streaming pass.
+  clean and over the noisy training samples, for every d of a grid in one streaming pass
+  (1 - ||P_head delta_i||^2 / ||delta_i||^2 lies in [0, 1]; summed without clipping, so a
+  rounding residue of ~1e-16, or ~1e-7 from float32 coordinates, is kept rather than cut).
 * Segregation index = noisy tail fraction - clean tail fraction (at d*).
 """
 
@@ -28,6 +30,37 @@ def noise_share(stats: FeatureStats, spectrum: Spectrum) -> torch.Tensor:
     num = ((s_noisy @ v) * v).sum(0)
     den = stats.n * spectrum.eigvals
     return torch.where(den > 0, num / den.clamp_min(1e-300), torch.zeros_like(den)).clamp(0.0, 1.0)
+
+
+class NoiseShareAccumulator:
+    """rho_k streamed from the training samples' principal coordinates (no noisy Gram matrix):
+    rho_k = sum_{noisy i} z_ik^2 / (N lambda_k), z = (f - mu) V over every component.
+
+    The same rho_k as :func:`noise_share` up to rounding: float32 coordinates move a
+    component's rho_k by ~1e-7 relative to its own variance, more on components whose
+    variance is near the float32 resolution of the features (lambda_k / lambda_1 < ~1e-6).
+
+    Args:
+        spectrum: the training-feature spectrum (eigenvalues, D).
+        n: number of training samples the spectrum was taken over (N).
+    """
+
+    def __init__(self, spectrum: Spectrum, n: int) -> None:
+        self.den = n * spectrum.eigvals
+        self.num = torch.zeros_like(self.den)
+
+    @torch.no_grad()
+    def update(self, z: torch.Tensor, noisy: torch.Tensor) -> None:
+        """z (B, D) principal coordinates of every component; noisy (B,) bool mask."""
+        if z.shape[1] != len(self.den):
+            raise ValueError(f"z must hold all {len(self.den)} coordinates, got {z.shape[1]}")
+        zn = z[noisy.to(z.device).reshape(-1).bool()].to(self.den.device, torch.float64)
+        self.num += zn.square_().sum(0)
+
+    def result(self) -> torch.Tensor:
+        """(D,) float64 rho_k; 0 where the component has no variance."""
+        den = self.den
+        return torch.where(den > 0, self.num / den.clamp_min(1e-300), torch.zeros_like(den)).clamp(0.0, 1.0)
 
 
 class TailFractionAccumulator:
@@ -65,23 +98,30 @@ class TailFractionAccumulator:
         dev = self.v.device
         t = true_labels.to(dev).long()
         noisy = labels.to(dev).long() != t
-        delta = feats.to(dev, torch.float64) - self.means[t]
-        norm2 = (delta * delta).sum(1)
-        keep = norm2 > 0
         k = self.d_max
-        if z is None:
-            coords = delta[keep] @ self.v[:, :k]
+        if z is not None and z.shape[1] < k:
+            raise ValueError(f"z has {z.shape[1]} coordinates; the d grid needs {k}")
+        if z is not None and k == self.v.shape[1]:
+            # every coordinate: |delta_i|^2 is the sum of the squared coordinates (V orthogonal)
+            sq = (z[:, :k].to(dev, torch.float64) - self.z_means[t]).square_()
+            norm2 = sq.sum(1)
         else:
-            if z.shape[1] < k:
-                raise ValueError(f"z has {z.shape[1]} coordinates; the d grid needs {k}")
-            coords = z[keep, :k].to(dev, torch.float64) - self.z_means[t[keep], :k]
-        norm2, noisy = norm2[keep], noisy[keep]
-        head = coords.square_().cumsum(1).index_select(1, self.idx)  # (B, G)
-        frac = (1.0 - head / norm2[:, None]).clamp(0.0, 1.0)
-        self.sum_noisy += frac[noisy].sum(0)
-        self.sum_clean += frac[~noisy].sum(0)
-        self.n_noisy += int(noisy.sum())
-        self.n_clean += int((~noisy).sum())
+            delta = feats.to(dev, torch.float64) - self.means[t]
+            norm2 = (delta * delta).sum(1)
+            coords = delta @ self.v[:, :k] if z is None else z[:, :k].to(dev, torch.float64) - self.z_means[t, :k]
+            sq = coords.square_()
+        keep = norm2 > 0  # a sample sitting on its class mean has no tail fraction
+        inv = torch.where(keep, 1.0 / norm2.clamp_min(1e-300), 0.0)
+        # the mean of 1 - sum_{k<=d} c_ik^2 / |delta_i|^2 over a group is linear in the samples:
+        # weight each sample's squared coordinates by 1 / |delta_i|^2, sum the group, then take
+        # the cumulative sum over k once per group instead of once per sample
+        masks = torch.stack([noisy & keep, ~noisy & keep])  # (2, B)
+        head = ((masks.to(torch.float64) * inv) @ sq).cumsum(1).index_select(1, self.idx)  # (2, G)
+        n_noisy, n_clean = (int(m) for m in masks.sum(1))
+        self.sum_noisy += n_noisy - head[0]
+        self.sum_clean += n_clean - head[1]
+        self.n_noisy += n_noisy
+        self.n_clean += n_clean
 
     def result(self) -> tuple[np.ndarray, np.ndarray]:
         """(clean, noisy) mean tail fraction per grid d; NaN for an empty group."""
