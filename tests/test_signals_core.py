@@ -206,6 +206,8 @@ def test_alignment_scores_known_answer() -> None:
     assert summary["correct"] == pytest.approx(1.0, abs=1e-6)
     assert summary["wrong"] == pytest.approx((-1.0 - 2 ** -0.5) / 2, abs=1e-6)
     assert (summary["n_correct"], summary["n_wrong"]) == (1.0, 2.0)
+    assert np.isnan(summary["sd_correct"])  # one sample: no spread
+    assert summary["sd_wrong"] == pytest.approx(abs(-1.0 + 2 ** -0.5) / 2 ** 0.5, abs=1e-6)
 
 
 def test_alignment_matches_direct_cosines() -> None:

@@ -14,6 +14,11 @@ name                source                                  options
 ``synthetic``       spiked covariance, planted k* (meta)    n, n_test, dim, k_star,
                                                             num_classes, signal, noise,
                                                             clusters_per_class
+``two_scale``       two feature scales, linear teacher      n, n_test, fast_dim, slow_dim,
+                    (double-descent control, 2 classes)     slow_scale, fast_weight, slow_weight
+``large_input``     Gaussian classes, a few coordinates     n, n_test, dim, num_classes,
+                    spiked (large-activation control)       spike_dims, spike_scale, spike_rate,
+                                                            separation
 ``digits``          scikit-learn's bundled 8x8 digits       test_fraction
 ``mnist``           IDX files                               root, download
 ``fashion_mnist``   IDX files (/usr/share/datasets/...),    root, download, source
@@ -60,6 +65,8 @@ from noisescope.data.transforms import Normalizer, normalize, to_float
 
 REGISTRY: dict[str, str] = {
     "synthetic": "noisescope.data.synthetic:make_spiked",
+    "two_scale": "noisescope.data.controls:make_two_scale",
+    "large_input": "noisescope.data.controls:make_large_input",
     "digits": "noisescope.data.digits:load_digits",
     "mnist": "noisescope.data.idx:load_idx_dataset",
     "fashion_mnist": "noisescope.data.embedded:load_fashion_mnist",

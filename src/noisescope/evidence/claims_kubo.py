@@ -11,11 +11,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from noisescope.evidence.bands import ABOVE, BELOW, band_side, mean_se
 from noisescope.evidence.claims_common import (
     CLAIM_TEXT,
     INCONCLUSIVE,
     KUBO,
-    MISSING,
     NEEDS_DYNAMICS,
     NEEDS_SIGNALS,
     NOT_MEASURED,
@@ -27,13 +27,21 @@ from noisescope.evidence.claims_common import (
     _final,
     _memorization_rose,
     _n,
+    _nearest,
     _only,
     _scalar,
     _taps,
     _width,
 )
+from noisescope.evidence.descent import CLEAR, UNCLEAR, read_descent, test_curves
 from noisescope.evidence.rules import LARGE, MEDIAN_REL_ERROR, UNDECIDED, large_activation_flag, neuron_follows
 from noisescope.metrics import curve, select
+
+#: Memorization gates (docs/definitions.md, "Claims scorecard"): the noisy-label fit below
+#: which an absent double descent is inconclusive, and the fit that makes it benign.
+MEMORIZED_DD, BENIGN_LEVEL = 0.9, 0.99
+#: The noisy-label fit below which the separation and test-alignment claims are inconclusive.
+MEMORIZED_SIGNALS = 0.5
 
 
 def claim_clean_before_noisy(metrics: pd.DataFrame, level: float = 0.5) -> Claim:
@@ -100,68 +108,124 @@ def claim_test_error_rises(metrics: pd.DataFrame, n_by_subset: dict | None = Non
     return _claim(key, SUPPORTED if fall > w else NOT_SUPPORTED, nums, words)
 
 
-def claim_double_descent(metrics: pd.DataFrame, double_descent: dict | None = MISSING,
-                         n_by_subset: dict | None = None, memorized_level: float = 0.9) -> Claim:
-    """``double_descent`` is the detection result on the test-error curve
-    (``noisescope.probes.dynamics.detect_double_descent``: a minimum, a later peak and a later
-    minimum, each dip >= its threshold). Supported when detected and its gain (peak error -
-    second minimum error) exceeds the width of the test accuracy's Wilson interval at the peak
-    (when the test n is known); inconclusive when detected with a smaller gain; when not
-    detected: not supported if the noisy labels were memorized by the final epoch (noisy train
-    accuracy against observed labels >= ``memorized_level``, 0.9), else inconclusive (train
-    longer: the second descent follows memorization)."""
+def claim_double_descent(metrics: pd.DataFrame, memorized_level: float = MEMORIZED_DD,
+                         benign_level: float = BENIGN_LEVEL, threshold: float = 0.03, smooth: int = 5) -> Claim:
+    """Read on the clean test loss (as Kubo et al. do), with the test error reported beside it:
+    each curve is classified by ``evidence.descent.read_descent`` (smoothed over ``smooth`` (5)
+    probe points; a dip is clear when it reaches max(``threshold`` (0.03), 2 SE), noise at
+    <= 1 SE, SE of the dip from the per-point standard errors: loss_sd / sqrt(n) for the loss,
+    the binomial one for the error). Supported when the loss curve's double descent is clear;
+    inconclusive when it is unclear; when it is absent: not supported if the training labels
+    were fitted by the final epoch (noisy training accuracy against observed labels >=
+    ``memorized_level`` (0.9); a run without noisy labels: training accuracy >= that level),
+    else inconclusive (train longer: the second descent follows memorization). Without
+    ``loss_sd`` rows (older runs) the error curve decides, and the summary says so.
+    Re-generalization gain: peak - second minimum of the deciding curve; benign overfitting:
+    the noisy-label fit at the second minimum >= ``benign_level`` (0.99)."""
     key = "double_descent"
-    metrics = _only(metrics, "acc", "n")
-    if double_descent is MISSING:
-        return _claim(key, NOT_MEASURED, {}, "no double-descent detection was given",
-                      "noisescope verdict RUN (reads the detection from the run summary)")
-    if double_descent:
-        nums = dict(double_descent)
-        n = _n(metrics, "test", n_by_subset)
-        w = _width(1.0 - float(double_descent["peak_error"]), n)
-        nums.update(n_test=n, test_interval_width=w)
-        words = (f"test error {double_descent['first_min_error']:.3f} (epoch {double_descent['first_min_epoch']}) "
-                 f"-> {double_descent['peak_error']:.3f} (epoch {double_descent['peak_epoch']}) -> "
-                 f"{double_descent['second_min_error']:.3f} (epoch {double_descent['second_min_epoch']})")
-        if w is not None and double_descent["gain"] <= w:
-            return _claim(key, INCONCLUSIVE, nums, words + f": the second descent ({100 * double_descent['gain']:.1f} "
-                          f"points) is within the interval width ({100 * w:.1f})")
-        return _claim(key, SUPPORTED, nums, words)
+    metrics = _only(metrics, "acc", "n", "loss", "loss_sd")
+    curves = test_curves(metrics)
+    if not curves:
+        return _claim(key, NOT_MEASURED, {}, "no dynamics rows with test sample counts", NEEDS_DYNAMICS)
+    noisy = curve(metrics, "dynamics", "acc", subset="noisy_train_obs").dropna()
+    reads = {name: read_descent(*c, threshold=threshold, smooth=smooth) for name, c in curves.items()}
+    for r in reads.values():
+        if "second_min_epoch" in r:
+            r["noisy_fit_at_second_min"] = float(noisy.get(r["second_min_epoch"], np.nan))
+            r["benign"] = bool(r["noisy_fit_at_second_min"] >= benign_level)
+    by = "loss" if "loss" in reads else "error"
+    read = reads[by]
+    nums: dict[str, Any] = {"read_on": by, "loss": reads.get("loss"), "error": reads.get("error"),
+                            "memorized_level": memorized_level, "benign_level": benign_level,
+                            "n_test": _n(metrics, "test", None)}
+    words = "; ".join(_descent_words(name, reads[name]) for name in ("loss", "error") if name in reads)
+    if by == "error":
+        words += " (no loss_sd rows: read on the test error; re-run to record the loss spread)"
+    if read["status"] == CLEAR:
+        benign = "noisy labels fitted at the second minimum" if read["benign"] else \
+            f"noisy labels not fully fitted at the second minimum ({read['noisy_fit_at_second_min']:.3f})"
+        return _claim(key, SUPPORTED, nums, f"{words}; {benign}")
+    if read["status"] == UNCLEAR:
+        return _claim(key, INCONCLUSIVE, nums, words + " (within the band)")
+    fit, what = _fitted(metrics, noisy)
+    nums.update(fit_final=fit, fit_of=what)
+    if math.isfinite(fit) and fit >= memorized_level:
+        return _claim(key, NOT_SUPPORTED, nums, f"{words}; {what} fit {fit:.3f} by the final epoch")
+    return _claim(key, INCONCLUSIVE, nums, f"{words}; {what} fit only {fit:.3f} (train longer)")
+
+
+def _fitted(metrics: pd.DataFrame, noisy: pd.Series) -> tuple[float, str]:
+    """The memorization gate's value: the final noisy-label fit, or the training fit when the
+    run has no noisy labels."""
+    n_noisy = curve(metrics, "dynamics", "n", subset="noisy_train_obs").dropna()
+    if not noisy.empty and not (len(n_noisy) and float(n_noisy.iloc[-1]) == 0):
+        return float(noisy.iloc[-1]), "noisy-label"
+    train = curve(metrics, "dynamics", "acc", subset="train").dropna()
+    if train.empty:
+        train = curve(metrics, "dynamics", "acc", subset="clean_train").dropna()
+    return (float(train.iloc[-1]) if not train.empty else float("nan")), "training-label (no noisy labels)"
+
+
+def _descent_words(name: str, r: dict) -> str:
+    if "peak_epoch" not in r:
+        return f"test {name}: no minimum-peak-minimum"
+    return (f"test {name} {r['first_min']:.3f} (epoch {r['first_min_epoch']}) -> {r['peak']:.3f} "
+            f"(epoch {r['peak_epoch']}) -> {r['second_min']:.3f} (epoch {r['second_min_epoch']}): "
+            f"{r['status']} (fall {r['fall']:.3f} vs SE {r['fall_se']:.3f})")
+
+
+def _memorization_gate(metrics: pd.DataFrame, epoch: int, level: float) -> tuple[bool | None, float]:
+    """(passed, fit): the noisy-label fit (dynamics ``noisy_train_obs`` acc) at the dynamics
+    epoch nearest ``epoch`` against ``level``; (None, NaN) without dynamics rows."""
     noisy = curve(metrics, "dynamics", "acc", subset="noisy_train_obs").dropna()
     if noisy.empty:
-        return _claim(key, NOT_MEASURED, {}, "no dynamics rows", NEEDS_DYNAMICS)
-    fin = float(noisy.iloc[-1])
-    nums = {"noisy_obs_acc_final": fin, "memorized_level": memorized_level}
-    if fin >= memorized_level:
-        return _claim(key, NOT_SUPPORTED, nums,
-                      f"no double descent although {fin:.3f} of the noisy labels are memorized")
-    return _claim(key, INCONCLUSIVE, nums,
-                  f"no double descent yet; only {fin:.3f} of the noisy labels are memorized (train longer)")
+        return None, float("nan")
+    fit = float(noisy[_nearest([int(x) for x in noisy.index], int(epoch))])
+    return fit >= level, fit
 
 
 def claim_separation_outward(metrics: pd.DataFrame, taps: list[str] | None = None, epoch: int | None = None,
-                             min_drop: float = 0.05, tol: float = 0.02) -> Claim:
+                             min_drop: float = 0.05, tol: float = 0.02,
+                             memorized_level: float = MEMORIZED_SIGNALS) -> Claim:
     """At the final signals epoch, the class-averaged separation cosine s_l (by true label) of
-    each tap, shallow to deep. Supported when it never rises by more than ``tol`` (0.02) from one
-    tap to the next and the deepest tap's cosine is at least ``min_drop`` (0.05) below the
-    shallowest's (lower cosine = more separated); not supported otherwise; inconclusive with
-    fewer than two taps with a value."""
+    each tap, shallow to deep. Gate: inconclusive when the noisy-label fit there is below
+    ``memorized_level`` (0.5; nothing memorized, nothing to separate). Band: the drop
+    s_first - s_last has the standard error of the mean over classes of the per-class drops
+    (``evidence.bands.mean_se``). Supported when s never rises by more than ``tol`` (0.02) from
+    one tap to the next and the drop lies above ``min_drop`` (0.05) + 2 SE (lower cosine = more
+    separated); not supported when it rises by more than ``tol`` somewhere or the drop lies
+    below ``min_drop`` - 2 SE; inconclusive within the band, or with fewer than two taps."""
     key = "separation_outward"
-    metrics = _only(metrics, "separation")
+    metrics = _only(metrics, "separation", "acc")
     e = _final(metrics, "signals") if epoch is None else epoch
-    rows = select(metrics, probe="signals", metric="separation", subset="by_true", index=-1, epoch=e)
+    rows = select(metrics, probe="signals", metric="separation", subset="by_true", epoch=e)
     if e is None or rows.empty:
         return _claim(key, NOT_MEASURED, {}, "no signals rows", NEEDS_SIGNALS)
-    by_tap = rows.groupby("tap")["value"].last()
+    by_tap = rows[rows["index"] == -1].groupby("tap")["value"].last()
     order = [t for t in _taps(metrics, "signals", taps) if t in by_tap.index and math.isfinite(by_tap[t])]
     s = [float(by_tap[t]) for t in order]
-    nums = {"epoch": e, "separation": dict(zip(order, s, strict=True)), "min_drop": min_drop, "tol": tol}
+    nums: dict[str, Any] = {"epoch": e, "separation": dict(zip(order, s, strict=True)), "min_drop": min_drop,
+                            "tol": tol, "memorized_level": memorized_level}
     if len(s) < 2:
         return _claim(key, INCONCLUSIVE, nums, "fewer than two taps with a separation value")
+    passed, fit = _memorization_gate(metrics, e, memorized_level)
+    nums["noisy_fit"] = fit
+    words = "cosine(clean, noisy) by depth: " + ", ".join(f"{t} {v:.3f}" for t, v in zip(order, s, strict=True))
+    if passed is False:
+        return _claim(key, INCONCLUSIVE, nums, words + f"; only {fit:.3f} of the noisy labels memorized "
+                      f"(needs {memorized_level:g})")
     mono = all(b <= a + tol for a, b in zip(s, s[1:], strict=False))
     drop = s[0] - s[-1]
-    words = "cosine(clean, noisy) by depth: " + ", ".join(f"{t} {v:.3f}" for t, v in zip(order, s, strict=True))
-    return _claim(key, SUPPORTED if mono and drop >= min_drop else NOT_SUPPORTED, nums, words)
+    per_class = rows[rows["index"] >= 0].pivot_table(index="index", columns="tap", values="value", aggfunc="last")
+    drops = (per_class[order[0]] - per_class[order[-1]]).tolist() if len(per_class) else []
+    se = mean_se(drops)
+    side = band_side(drop, min_drop, se)
+    nums.update(drop=drop, drop_se=se, monotone=mono)
+    words += f"; drop {drop:.3f} (SE {se:.3f} over {len([d for d in drops if math.isfinite(d)])} classes)"
+    if not mono or side == BELOW:
+        return _claim(key, NOT_SUPPORTED, nums, words)
+    return _claim(key, SUPPORTED if side == ABOVE else INCONCLUSIVE, nums,
+                  words + ("" if side == ABOVE else f" (within {min_drop:g} +- 2 SE)"))
 
 
 def claim_large_activation(metrics: pd.DataFrame, taps: list[str] | None = None, epoch: int | None = None,
@@ -209,28 +273,51 @@ def claim_large_activation(metrics: pd.DataFrame, taps: list[str] | None = None,
 
 
 def claim_test_alignment(metrics: pd.DataFrame, tap: str | None = None, epoch: int | None = None,
-                         min_n: int = 10) -> Claim:
-    """At the final signals epoch on ``tap`` (default the deepest signals tap): supported when
-    the mean alignment of correctly predicted test samples is > 0 and that of wrongly predicted
-    ones is < 0; not supported otherwise; inconclusive when either mean is NaN or rests on fewer
-    than ``min_n`` (10) samples."""
+                         min_n: int = 10, memorized_level: float = MEMORIZED_SIGNALS) -> Claim:
+    """At the final signals epoch on ``tap`` (default the deepest signals tap), the mean
+    alignment of correctly and of wrongly predicted test samples, each with its standard error
+    sd / sqrt(n) (``alignment_sd_*`` rows). Gate: inconclusive when the noisy-label fit is
+    below ``memorized_level`` (0.5: no noisy signal to align with). Supported when the correct
+    mean lies above 0 + 2 SE and the wrong mean below 0 - 2 SE (``evidence.bands.band_side``);
+    not supported when either lies beyond 2 SE on the wrong side of 0; inconclusive otherwise,
+    when a mean is NaN or rests on fewer than ``min_n`` (10) samples. Without sd rows (older
+    runs) the signs alone decide (SE 0), and the summary says so."""
     key = "test_alignment"
-    metrics = _only(metrics, "alignment_correct", "alignment_wrong", "alignment_n_correct", "alignment_n_wrong")
+    names = ("alignment_correct", "alignment_wrong", "alignment_n_correct", "alignment_n_wrong",
+             "alignment_sd_correct", "alignment_sd_wrong")
+    metrics = _only(metrics, *names, "acc")
     e = _final(metrics, "signals") if epoch is None else epoch
     order = _taps(metrics, "signals", None)
     tap = tap if tap is not None else (order[-1] if order else None)
-    names = ("alignment_correct", "alignment_wrong", "alignment_n_correct", "alignment_n_wrong")
     vals = {m: _scalar(metrics, "signals", m, e, "test", tap) for m in names} if e is not None else {}
     if e is None or tap is None or not any(math.isfinite(vals[m]) for m in names[:2]):
         return _claim(key, NOT_MEASURED, {}, "no test-alignment rows", NEEDS_SIGNALS)
-    nums = {"epoch": e, "tap": tap, **vals}
+    nums: dict[str, Any] = {"epoch": e, "tap": tap, **vals, "memorized_level": memorized_level}
     c, w = vals["alignment_correct"], vals["alignment_wrong"]
-    words = f"at {tap}: correct {c:+.3f} (n={vals['alignment_n_correct']:.0f}), wrong {w:+.3f} " \
-            f"(n={vals['alignment_n_wrong']:.0f})"
+    se = {k: vals[f"alignment_sd_{k}"] / math.sqrt(vals[f"alignment_n_{k}"])
+          if vals[f"alignment_n_{k}"] > 0 else float("nan") for k in ("correct", "wrong")}
+    no_sd = not any(math.isfinite(vals[f"alignment_sd_{k}"]) for k in ("correct", "wrong"))
+    if no_sd:
+        se = {"correct": 0.0, "wrong": 0.0}
+    nums.update(se_correct=se["correct"], se_wrong=se["wrong"])
+    words = f"at {tap}: correct {c:+.3f} (SE {se['correct']:.3f}, n={vals['alignment_n_correct']:.0f}), " \
+            f"wrong {w:+.3f} (SE {se['wrong']:.3f}, n={vals['alignment_n_wrong']:.0f})"
+    if no_sd:
+        words += " (no sd rows: the signs alone decide; re-run to record them)"
     counts_ok = all(math.isfinite(vals[k]) and vals[k] >= min_n for k in ("alignment_n_correct", "alignment_n_wrong"))
     if not (math.isfinite(c) and math.isfinite(w)) or not counts_ok:
         return _claim(key, INCONCLUSIVE, nums, words + f" (needs >= {min_n} of each)")
-    return _claim(key, SUPPORTED if c > 0 > w else NOT_SUPPORTED, nums, words)
+    passed, fit = _memorization_gate(metrics, e, memorized_level)
+    nums["noisy_fit"] = fit
+    if passed is False:
+        return _claim(key, INCONCLUSIVE, nums, words + f"; only {fit:.3f} of the noisy labels memorized "
+                      f"(needs {memorized_level:g})")
+    sc, sw = band_side(c, 0.0, se["correct"]), band_side(w, 0.0, se["wrong"])
+    if sc == ABOVE and sw == BELOW:
+        return _claim(key, SUPPORTED, nums, words)
+    if sc == BELOW or sw == ABOVE:
+        return _claim(key, NOT_SUPPORTED, nums, words)
+    return _claim(key, INCONCLUSIVE, nums, words + " (a mean within 2 SE of 0)")
 
 
 CLAIM_TEXT.update({
@@ -238,7 +325,7 @@ CLAIM_TEXT.update({
                            inspect.getdoc(claim_clean_before_noisy) or ""),
     "test_error_rises": ("Test error rises while the noisy labels are memorized", KUBO,
                          inspect.getdoc(claim_test_error_rises) or ""),
-    "double_descent": ("Epoch-wise double descent: test error falls again after memorization", KUBO,
+    "double_descent": ("Epoch-wise double descent: test loss falls again after memorization", KUBO,
                        inspect.getdoc(claim_double_descent) or ""),
     "separation_outward": ("Clean and noisy activations separate more toward the outer layers", KUBO,
                            inspect.getdoc(claim_separation_outward) or ""),

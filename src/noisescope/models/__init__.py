@@ -11,6 +11,7 @@ from importlib import import_module
 from noisescope.models.base import TappedModel, WrappedModel, wrap_model
 
 REGISTRY: dict[str, str] = {
+    "linear": "noisescope.models.linear:build_linear",
     "mlp": "noisescope.models.mlp:build_mlp",
     "mlp3": "noisescope.models.mlp:build_mlp3",
     "mlp5": "noisescope.models.mlp:build_mlp5",

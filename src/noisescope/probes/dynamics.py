@@ -1,6 +1,9 @@
 """Clean/noisy learning dynamics, early stopping and epoch-wise double descent
 (docs/definitions.md, "Dynamics").
 
+Metrics per subset: ``loss`` (mean cross-entropy, nats), ``loss_sd`` (its per-sample standard
+deviation), ``acc`` and ``n``.
+
 Subsets, all evaluated in eval mode:
 
 ================== ======================================= ===============
@@ -22,10 +25,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import torch
+import torch.nn.functional as F
 
 from noisescope.data.base import NoisyDataset
 from noisescope.detect.margins import assigned_margin
 from noisescope.evaluate import loss_and_accuracy
+from noisescope.evidence.descent import Z_CLEAR, descent_triple, test_curves
 from noisescope.metrics import Row, dynamics_curve
 from noisescope.models.base import TappedModel
 from noisescope.probes.base import SPLITS, ProbeContext
@@ -93,6 +98,7 @@ class _DynamicsSession:
         for subset, (lg, y) in subset_logits_labels(self.data, logits["train"], logits["val"], logits["test"]).items():
             loss, acc = loss_and_accuracy(lg, y)
             rows.append(Row(self.epoch, self.name, "loss", loss, subset=subset))
+            rows.append(Row(self.epoch, self.name, "loss_sd", loss_sd(lg, y), subset=subset))
             rows.append(Row(self.epoch, self.name, "acc", acc, subset=subset))
             rows.append(Row(self.epoch, self.name, "n", len(y), subset=subset))
         if self.margins and len(logits["train"]):
@@ -103,16 +109,12 @@ class _DynamicsSession:
         return rows
 
 
-def smooth_curve(values: np.ndarray, window: int) -> np.ndarray:
-    """Centered moving average over ``window`` points (shrinking at the ends); 1 = unchanged."""
-    v = np.asarray(values, dtype=float)
-    if window <= 1 or len(v) < 2:
-        return v.copy()
-    half = window // 2
-    out = np.empty_like(v)
-    for i in range(len(v)):
-        out[i] = np.nanmean(v[max(0, i - half) : i + half + 1])
-    return out
+def loss_sd(logits: torch.Tensor, labels: torch.Tensor) -> float:
+    """Standard deviation (nats, ddof 1) of the per-sample cross-entropy of (N, C) logits; NaN
+    for N < 2. With the mean loss it gives the loss's standard error sd / sqrt(N)."""
+    if len(labels) < 2:
+        return float("nan")
+    return float(F.cross_entropy(logits.float(), labels.to(logits.device), reduction="none").std().item())
 
 
 def detect_double_descent(
@@ -120,46 +122,38 @@ def detect_double_descent(
     test_error: np.ndarray | list[float],
     threshold: float = 0.03,
     smooth: int = 5,
+    se: np.ndarray | list[float] | None = None,
+    z: float = 0.0,
+    name: str = "error",
+    first_descent: bool = False,
 ) -> dict[str, float] | None:
     """Epoch-wise double descent: a minimum, a later peak, and a later minimum lower than the
-    peak, both dips at least ``threshold`` (error units, e.g. 0.03 = 3 points) below the peak.
+    peak, both dips at least ``threshold`` (curve units, e.g. 0.03 = 3 points of error) below
+    the peak, and, when per-point standard errors ``se`` are given, at least ``z`` standard
+    errors of that dip (:func:`noisescope.evidence.descent.descent_triple`, the one rule).
 
     The curve is first smoothed with a centered moving average over ``smooth`` probe points, so
     epoch-to-epoch jitter of a few points is not mistaken for a descent (``smooth=1``: raw).
     Among all peaks that qualify, the one with the largest smaller-side dip is reported.
 
     Returns:
-        None, or {"first_min_epoch", "peak_epoch", "second_min_epoch", "first_min_error",
-        "peak_error", "second_min_error", "gain"}: errors of the smoothed curve, and
-        gain = peak error - second minimum error (the re-generalization gain).
+        None, or {"first_min_epoch", "peak_epoch", "second_min_epoch", "first_min_<name>",
+        "peak_<name>", "second_min_<name>", "gain"} (``name`` = "error" or "loss"): values of
+        the smoothed curve, and gain = peak - second minimum (the re-generalization gain);
+        with ``se`` also "drop", "rise", "drop_se", "rise_se", "fall_se". ``first_descent``:
+        the curve must also descend from its first point (the untrained model) to the first
+        minimum by as much (``read_descent``'s rule).
     """
-    e = np.asarray(epochs)
-    order = np.argsort(e)
-    e = e[order]
-    err = smooth_curve(np.asarray(test_error, dtype=float)[order], smooth)
-    n = len(err)
-    if n < 3:
+    t = descent_triple(epochs, test_error, smooth, se, threshold, z, first_descent)
+    if t is None:
         return None
-    best: tuple[float, int, int, int] | None = None
-    for j in range(1, n - 1):
-        i = int(np.argmin(err[:j]))
-        k = j + 1 + int(np.argmin(err[j + 1 :]))
-        rise, fall = err[j] - err[i], err[j] - err[k]
-        score = min(rise, fall)
-        if rise >= threshold and fall >= threshold and (best is None or score > best[0]):
-            best = (score, i, j, k)
-    if best is None:
-        return None
-    _, i, j, k = best
-    return {
-        "first_min_epoch": int(e[i]),
-        "peak_epoch": int(e[j]),
-        "second_min_epoch": int(e[k]),
-        "first_min_error": float(err[i]),
-        "peak_error": float(err[j]),
-        "second_min_error": float(err[k]),
-        "gain": float(err[j] - err[k]),
-    }
+    out: dict[str, float] = {k: t[k] for k in ("first_min_epoch", "peak_epoch", "second_min_epoch")}
+    for k in ("first_min", "peak", "second_min"):
+        out[f"{k}_{name}"] = t[k]
+    out["gain"] = t["fall"]
+    if se is not None:
+        out.update({k: t[k] for k in ("drop", "rise", "drop_se", "rise_se", "fall_se")})
+    return out
 
 
 def early_stop_update(best: tuple[int, float] | None, epoch: int, val_acc: float) -> tuple[int, float] | None:
@@ -187,7 +181,11 @@ def summarize(metrics: pd.DataFrame, threshold: float = 0.03, smooth: int = 5) -
 
     final_*: accuracies at the last probed epoch; best_val_epoch: early-stopping epoch
     (:func:`best_val_epoch`); early_stop_test_acc: clean test accuracy there; n_test: test
-    samples; double_descent: see :func:`detect_double_descent` (on test error).
+    samples; double_descent / double_descent_loss: the clear double descents
+    (:func:`noisescope.evidence.descent.read_descent`: drop, rise and fall >= max(``threshold``,
+    2 SE))
+    of the clean test error and of the clean test loss, in :func:`detect_double_descent`'s
+    form, None when there is none (loss: absent when the run has no ``loss_sd`` rows).
     """
     out: dict[str, Any] = {}
     test = dynamics_curve(metrics, "test")
@@ -207,7 +205,13 @@ def summarize(metrics: pd.DataFrame, threshold: float = 0.03, smooth: int = 5) -
         out["best_val_epoch"] = best[0]
         out["early_stop_test_acc"] = float(test.get(best[0], np.nan))
     out["best_test_acc"] = float(test.max())
-    out["double_descent"] = detect_double_descent(
-        test.index.to_numpy(), 1 - test.to_numpy(), threshold, smooth
-    )
+    curves = test_curves(metrics)
+    if "error" in curves:
+        e, v, se = curves["error"]
+        out["double_descent"] = detect_double_descent(e, v, threshold, smooth, se, Z_CLEAR, "error", True)
+    else:  # no n rows: the fixed threshold alone
+        out["double_descent"] = detect_double_descent(test.index.to_numpy(), 1 - test.to_numpy(), threshold, smooth)
+    if "loss" in curves:
+        e, v, se = curves["loss"]
+        out["double_descent_loss"] = detect_double_descent(e, v, threshold, smooth, se, Z_CLEAR, "loss", True)
     return out

@@ -33,6 +33,7 @@ r2_input                    train         held-out R^2 of the top neuron from th
                                           top principal components
 alignment_correct/_wrong    test          mean alignment score over correct / wrong predictions
 alignment_n_correct/_wrong  test          number of test samples with a defined score
+alignment_sd_correct/_wrong test          their scores' standard deviation (ddof 1)
 =========================== ============= ===================================================
 """
 
@@ -341,6 +342,8 @@ class _SignalsSession:
             self.add("alignment_wrong", summary["wrong"], "test", tap)
             self.add("alignment_n_correct", summary["n_correct"], "test", tap)
             self.add("alignment_n_wrong", summary["n_wrong"], "test", tap)
+            self.add("alignment_sd_correct", summary["sd_correct"], "test", tap)
+            self.add("alignment_sd_wrong", summary["sd_wrong"], "test", tap)
 
     def rows(self) -> list[Row]:
         return self.out

@@ -58,8 +58,10 @@ def summarize_alignment(scores: torch.Tensor, correct: torch.Tensor) -> dict[str
         correct: (N,) bool, prediction == test label.
 
     Returns:
-        ``{"correct": mean, "wrong": mean, "n_correct": count, "n_wrong": count}`` (counts
-        of samples with a defined score; a mean over no sample is NaN).
+        ``{"correct": mean, "wrong": mean, "n_correct": count, "n_wrong": count, "sd_correct":
+        sd, "sd_wrong": sd}`` (counts of samples with a defined score; a mean over no sample is
+        NaN; sd: sample standard deviation (ddof 1), NaN below 2 samples; the mean's standard
+        error is sd / sqrt(count)).
     """
     scores = scores.to(torch.float64)
     correct = correct.to(scores.device).bool()
@@ -69,4 +71,5 @@ def summarize_alignment(scores: torch.Tensor, correct: torch.Tensor) -> dict[str
         n = int(sel.sum())
         out[key] = float(scores[sel].mean()) if n else float("nan")
         out[f"n_{key}"] = float(n)
+        out[f"sd_{key}"] = float(scores[sel].std()) if n >= 2 else float("nan")
     return out

@@ -1,0 +1,139 @@
+"""Generated data for the positive controls: settings where a claim's phenomenon is known to
+appear (docs/results/controls.md). Each generator is registered in :data:`noisescope.data.REGISTRY`.
+
+* ``two_scale`` (:func:`make_two_scale`): epoch-wise double descent of a linear classifier
+  trained by gradient descent. Features come in two blocks, a fast block of ``fast_dim``
+  unit-variance coordinates and a slow block of ``slow_dim`` coordinates with standard
+  deviation ``slow_scale``; the teacher's logit is
+  ``fast_weight * x_fast @ g1 + (slow_weight / slow_scale) * x_slow @ g2`` (g1, g2 standard
+  normal). Gradient descent learns a direction at a speed proportional to its variance, so
+  the fast block is learned (first descent) and starts fitting the flipped labels (ascent)
+  about ``1 / slow_scale**2`` times sooner than the slow block, which carries most of the
+  signal and brings the test loss down again (second descent; Heckel & Yilmaz, ICLR 2021;
+  Pezeshki et al., ICML 2022). ``fast_dim`` must stay well below the training size, so that
+  the fast block alone cannot fit the noisy training set (else cross-entropy drives it to
+  interpolate and the gradient into the slow block vanishes).
+* ``large_input`` (:func:`make_large_input`): Gaussian classes whose first ``spike_dims``
+  input coordinates take one large shared value ``spike_scale`` on a small label-free share of
+  the samples: one first-layer activation is very large and follows the input, not the
+  label. ``spike_scale = 0`` is the null twin.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from noisescope.data.base import Dataset
+
+
+def make_two_scale(
+    n: int = 667,
+    n_test: int = 10000,
+    fast_dim: int = 200,
+    slow_dim: int = 10,
+    slow_scale: float = 0.1,
+    fast_weight: float = 0.5,
+    slow_weight: float = 3.0,
+    seed: int = 0,
+) -> Dataset:
+    """Two-class data with features at two scales (module docstring).
+
+    Args:
+        n: training samples (before the noisy-validation split).
+        n_test: clean test samples.
+        fast_dim, slow_dim: sizes of the two blocks (D = fast_dim + slow_dim).
+        slow_scale: standard deviation of the slow coordinates (the fast ones have 1).
+        fast_weight, slow_weight: teacher weights' scale on each block, in units of the block's
+            standardized coordinates (the slow block's share of the logit variance is
+            slow_dim slow_weight^2 / (fast_dim fast_weight^2 + slow_dim slow_weight^2)).
+        seed: teacher and samples.
+
+    Returns:
+        Dataset with x (n, D) float32 and y (n,) int64 in {0, 1} (the teacher's sign);
+        ``meta`` names the blocks.
+    """
+    if n < 2 or n_test < 0 or fast_dim < 1 or slow_dim < 0:
+        raise ValueError(f"need n >= 2, n_test >= 0, fast_dim >= 1, slow_dim >= 0; got {n}, {n_test}, "
+                         f"{fast_dim}, {slow_dim}")
+    if slow_scale <= 0 or fast_weight < 0 or slow_weight < 0:
+        raise ValueError(f"need slow_scale > 0 and weights >= 0, got {slow_scale}, {fast_weight}, {slow_weight}")
+    rng = np.random.default_rng(seed)
+    g1, g2 = rng.standard_normal(fast_dim), rng.standard_normal(slow_dim)
+
+    def sample(count: int) -> tuple[torch.Tensor, torch.Tensor]:
+        xf = rng.standard_normal((count, fast_dim))
+        xs = rng.standard_normal((count, slow_dim))
+        logit = fast_weight * xf @ g1 + slow_weight * xs @ g2
+        x = np.concatenate([xf, slow_scale * xs], axis=1)
+        return torch.from_numpy(x.astype(np.float32)), torch.from_numpy((logit > 0).astype(np.int64))
+
+    x_tr, y_tr = sample(n)
+    x_te, y_te = sample(n_test)
+    return Dataset(
+        x_train=x_tr, y_train=y_tr, x_test=x_te, y_test=y_te, num_classes=2, name="two_scale",
+        classes=["negative", "positive"],
+        meta={"fast_dim": int(fast_dim), "slow_dim": int(slow_dim), "slow_scale": float(slow_scale),
+              "fast_weight": float(fast_weight), "slow_weight": float(slow_weight), "seed": int(seed)},
+        source=f"two-scale linear-teacher data, generated (seed {seed}): {n} train / {n_test} test, "
+        f"{fast_dim} fast + {slow_dim} slow dims (scale {slow_scale:g})",
+    )
+
+
+def make_large_input(
+    n: int = 3000,
+    n_test: int = 2000,
+    dim: int = 50,
+    num_classes: int = 5,
+    spike_dims: int = 3,
+    spike_scale: float = 1000.0,
+    spike_rate: float = 0.01,
+    separation: float = 1.0,
+    seed: int = 0,
+) -> Dataset:
+    """Gaussian classes with a few label-free input coordinates that, in a small random share
+    of the samples, take one large shared value.
+
+    x = mu_y + eps on the last ``dim - spike_dims`` coordinates (eps ~ N(0, I), class means
+    mu_c ~ N(0, separation^2 I)); the first ``spike_dims`` coordinates are ``spike_scale`` in
+    a seeded ``spike_rate`` share of the samples (drawn independently of the label) and 0
+    elsewhere. A first-layer unit computes w . x + b: on a spiked sample the spike adds
+    ~ spike_scale |w_spike| (after the model's global input standardization, ~
+    1 / sqrt(spike_rate spike_dims / dim) standard deviations per coordinate), so the largest
+    activation is one entry (sample, unit) many times the median, and it follows the input's
+    top principal direction (the spike coordinates), not the label. ``spike_scale = 0`` is the
+    null twin (the coordinates are constant 0).
+
+    Args:
+        n, n_test: training / test samples (balanced classes).
+        dim: D; spike_dims: the spiked coordinates (< dim).
+        spike_scale: their shared value on spiked samples (>= 0).
+        spike_rate: share of spiked samples, in (0, 1).
+        separation: scale of the class means.
+        seed: means, spikes and samples.
+    """
+    if not 0 <= spike_dims < dim or num_classes < 2 or spike_scale < 0 or n < num_classes:
+        raise ValueError(f"need 0 <= spike_dims < dim, num_classes >= 2, spike_scale >= 0, n >= num_classes; "
+                         f"got {spike_dims}, {dim}, {num_classes}, {spike_scale}, {n}")
+    if not 0 < spike_rate < 1:
+        raise ValueError(f"spike_rate must lie in (0, 1), got {spike_rate}")
+    rng = np.random.default_rng(seed)
+    means = separation * rng.standard_normal((num_classes, dim - spike_dims))
+
+    def sample(count: int) -> tuple[torch.Tensor, torch.Tensor]:
+        y = rng.permutation(np.arange(count) % num_classes)
+        x = np.zeros((count, dim))
+        x[:, spike_dims:] = means[y] + rng.standard_normal((count, dim - spike_dims))
+        x[rng.random(count) < spike_rate, :spike_dims] = spike_scale
+        return torch.from_numpy(x.astype(np.float32)), torch.from_numpy(y.astype(np.int64))
+
+    x_tr, y_tr = sample(n)
+    x_te, y_te = sample(n_test)
+    return Dataset(
+        x_train=x_tr, y_train=y_tr, x_test=x_te, y_test=y_te, num_classes=num_classes, name="large_input",
+        classes=[f"class_{i}" for i in range(num_classes)],
+        meta={"dim": int(dim), "spike_dims": int(spike_dims), "spike_scale": float(spike_scale),
+              "spike_rate": float(spike_rate), "separation": float(separation), "seed": int(seed)},
+        source=f"Gaussian classes, {spike_dims} input coordinates = {spike_scale:g} on {spike_rate:g} of the "
+        f"samples, generated (seed {seed}): {n} train / {n_test} test, dim {dim}",
+    )
