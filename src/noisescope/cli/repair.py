@@ -45,7 +45,7 @@ def leaderboard_table(df: pd.DataFrame, title: str, recommended: str | None = No
     n_test = int(df["n_test"].max()) if len(df) else 0
     table = Table(title=title, caption=CAPTION if wide else CAPTION_SHORT, caption_justify="left",
                   box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False,
-                  padding=(0, 1, 0, 0), title_justify="left")
+                  padding=0, title_justify="left")
     cols: list[tuple[str, str]] = [("method", "left")]
     if wide:
         cols += [("choice (noisy val)", "left"), (f"noisy val [95% CI] n={n_val}", "right")]
@@ -95,7 +95,7 @@ def leaderboard_table(df: pd.DataFrame, title: str, recommended: str | None = No
 def aggregate_table(df: pd.DataFrame, title: str, wide: bool = False) -> Table:
     """The over-seeds aggregate (runs.repair.AGG_COLUMNS) as a rich table (80 columns unless
     ``wide``: then also the t-interval, the validation gain over the final model and seconds)."""
-    table = Table(title=title, box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, padding=(0, 1, 0, 0),
+    table = Table(title=title, box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, padding=0,
                   title_justify="left", caption_justify="left",
                   caption="ES: early stopping; chosen by rule: seeds on which the recommendation rule chose the "
                           "row; beats ES: seeds with a better clean test and McNemar p < 0.05")
@@ -225,7 +225,8 @@ def _print_report(rep, wide: bool = False) -> None:
             line += f"; oracle {orc.test_acc.iloc[0]:.4f}, gap closed {r['gap_closed']:.2f}"
         console.print(Text(line))
     if rep.decision_posthoc is not None:
-        console.print(Text(f"without retraining or another checkpoint: {rep.decision_posthoc.line}"))
+        console.print(Text("among repairs of the final model alone (no retraining, no other checkpoint; default "
+                           f"the final model): {rep.decision_posthoc.line}"))
     if rep.warning:
         console.print(Text("warning: ", style="yellow") + Text(rep.warning))
     for n in rep.notes:
