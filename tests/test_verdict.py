@@ -336,3 +336,10 @@ def test_sweep_key_numbers_stay_in_their_domain_and_clean_before_noisy_has_one()
         print_sweep_claims(df, "claims")
     text = " ".join(cap.get().split())
     assert "mixed" in text and "rate=0.4: 2 supported, 1 not supported; 84.500 +- 143.327 [0.000, 440.545]" in text
+
+
+@pytest.mark.slow  # two HTML reports
+def test_report_cli_prints_its_path_whole_at_80_columns(run_dir, tmp_path):
+    out_file = tmp_path / ("a-long-directory-name-for-the-report-" + "x" * 40) / "report.html"
+    out = assert_fits(["report", str(run_dir), "-o", str(out_file), "--quiet"], ignore=r"^\(\d+\.\d MB,$")
+    assert str(out_file) in out.splitlines()  # whole, on a line of its own, to copy into a browser

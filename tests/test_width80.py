@@ -65,6 +65,10 @@ def test_too_wide_lines_are_caught_and_a_clean_wrap_passes():
     wide = table_text(1000)
     assert max(len(line) for line in wide.splitlines()) > 60
     assert any("too wide" in p for p in problems(wide, wide, width=60))
+    # a path to copy, whole on a line of its own, is no problem; inside a sentence it is
+    path = "/tmp/" + "d" * 90 + "/report.html"
+    assert problems(f"report:\n{path}\n", f"report:\n{path}\n") == []
+    assert problems(f"report: {path}\n", f"report: {path}\n") != []
     t = Table(title="runs")
     t.add_column("run", no_wrap=True)
     t.add_column("state", no_wrap=True)
