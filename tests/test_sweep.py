@@ -233,6 +233,14 @@ def test_failing_run_is_recorded_and_the_rest_finish(tmp_path):
     assert sorted(again.ids("failed")) == sorted(bad) and len(again.ids("skipped")) == 2
     spec.settings.retry_failed = False
     assert len(run_sweep(spec, LocalExecutor(1)).ids("skipped")) == 4
+    # the status table at 80 columns: each failed run's error in words below the table
+    from width80 import assert_fits
+
+    out = assert_fits(["sweeps", str(spec.directory)])
+    for i in bad:
+        line = next(line for line in out.splitlines() if line.startswith(f"{i} failed: "))
+        assert len(line) > len(f"{i} failed: ") and "Traceback" not in line
+    assert out.count(" failed ") == 2 and out.count(" done ") == 2
 
 
 def test_load_sweep_table(reference):

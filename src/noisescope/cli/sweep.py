@@ -69,7 +69,8 @@ def runs_tables(table: pd.DataFrame, keys: list[str], title: str, width: int) ->
 
     def results(rec: dict) -> list[str]:
         state = str(rec.get("state", "missing"))
-        return [STATE_WORDS.get(state, state), cell(rec.get("epoch")),
+        epoch = rec.get("epoch")
+        return [STATE_WORDS.get(state, state), "-" if epoch is None or epoch != epoch or epoch < 0 else cell(epoch),
                 *(headline_cell(rec.get(k)) for k, _ in HEADLINE)]
 
     def build(title: str | None, with_params: bool, with_results: bool) -> Table:
@@ -119,7 +120,7 @@ def print_runs(table: pd.DataFrame, keys: list[str], title: str) -> None:
         for rec in table.to_dict("records"):
             err = str(rec.get("error") or "").strip()
             if err:
-                console.print(Text(f"{rec['run']} failed: ", style="red") + Text(err.splitlines()[-1]))
+                console.print(Text(f"{rec['run']} failed: ", style="red") + Text(err.splitlines()[0]))
 
 
 def register(app: typer.Typer) -> None:
