@@ -33,6 +33,8 @@ sys.path.insert(0, str(Path(__file__).parent))
 from spectral_data import spiked_noisy  # noqa: E402
 from spectral_fast_record import REFERENCE, probe_rows  # noqa: E402
 
+from noisescope import load_config  # noqa: E402
+from noisescope.schedule import probe_epochs  # noqa: E402
 from noisescope.spectral.linear_probe import Readout, cumulative_correct  # noqa: E402
 from noisescope.spectral.segregation import NoiseShareAccumulator, TailFractionAccumulator, noise_share  # noqa: E402
 from noisescope.spectral.stats import FeatureStats  # noqa: E402
@@ -186,3 +188,13 @@ def test_noise_share_from_coordinates_equals_the_noisy_second_moment_way():
     assert float(rho[:6].mean()) < 0.5 < float(rho[6:].mean())  # the planted tail is noise-dominated
     with pytest.raises(ValueError, match="all 30 coordinates"):
         acc.update(spec.project(data.x_train[:5], 10), data.noise_mask[:5])
+
+
+def test_auto_probe_schedule_is_every_epoch_for_short_runs_and_log_spaced_for_long_ones():
+    assert probe_epochs(29, "auto") == list(range(30))  # 30 probed epochs: every one
+    long = probe_epochs(50, "auto")
+    assert long == probe_epochs(50, "log") and len(long) == 22
+    assert long[:11] == list(range(11)) and long[-1] == 50
+    assert probe_epochs(50, "auto", points=60) == list(range(51))
+    cfg = load_config(None, ["probe.schedule=auto"])
+    assert cfg.probe.schedule == "auto"

@@ -10,9 +10,14 @@ def probe_epochs(epochs: int, schedule: str = "every", every: int = 1, points: i
 
     Args:
         epochs: total training epochs.
-        schedule: ``"every"`` (each epoch), ``"every_k"`` (each ``every`` epochs) or ``"log"``
-            (about ``points`` log-spaced epochs, dense early, where learning is fastest).
+        schedule: ``"every"`` (each epoch), ``"every_k"`` (each ``every`` epochs), ``"log"``
+            (about ``points`` log-spaced epochs, dense early, where learning is fastest) or
+            ``"auto"`` (``"every"`` while that is at most ``points`` probed epochs, i.e.
+            ``epochs < points``; ``"log"`` for longer runs: a 50-epoch run with 30 points is
+            probed at 22 epochs, every one of the first 11, instead of 51).
     """
+    if schedule == "auto":
+        schedule = "every" if epochs < points else "log"
     if schedule == "every":
         chosen = set(range(epochs + 1))
     elif schedule == "every_k":
@@ -24,7 +29,7 @@ def probe_epochs(epochs: int, schedule: str = "every", every: int = 1, points: i
                 chosen.add(round(math.exp(math.log(epochs + 1) * i / max(points - 1, 1))) - 1)
             chosen.add(1)
     else:
-        raise ValueError(f"unknown probe schedule {schedule!r}; use every, every_k or log")
+        raise ValueError(f"unknown probe schedule {schedule!r}; use every, every_k, log or auto")
     chosen.add(epochs)
     return sorted(e for e in chosen if 0 <= e <= epochs)
 

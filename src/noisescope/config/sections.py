@@ -132,7 +132,7 @@ TRAIN_METHODS: dict[str, dict[str, tuple[float, float]]] = {
 }
 OPTIMIZERS = ("sgd", "adam", "adamw")
 SCHEDULES = ("constant", "cosine", "step", "linear")
-PROBE_SCHEDULES = ("every", "every_k", "log")
+PROBE_SCHEDULES = ("every", "every_k", "log", "auto")
 PRECISIONS = ("fp32", "bf16")
 DEVICES = ("auto", "cpu", "cuda", "cuda:N", "mps")
 

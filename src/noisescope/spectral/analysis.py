@@ -185,7 +185,7 @@ class SpectralReducer:
         projection_dtype: torch.dtype = torch.float32,
         cache_mb: float = 1024.0,
         progress: Callable[[str], None] | None = None,
-        gram_dtype: torch.dtype = torch.float32,
+        gram_dtype: torch.dtype = torch.float64,
     ) -> None:
         if d_rule not in D_RULES:
             raise ValueError(f"unknown d rule {d_rule!r}; choose from {D_RULES}")
