@@ -173,7 +173,10 @@ def register(app: typer.Typer) -> None:
         for name in logger or []:
             if name not in ("tensorboard", "mlflow"):
                 fail(f"--logger {name!r}: choose tensorboard or mlflow")
-        console.print(f"executor: {ex.describe()}")
+        desc = ex.describe()
+        if isinstance(desc, dict):
+            desc = ", ".join(str(v) if k == "executor" else f"{k} {v}" for k, v in desc.items())
+        console.print(f"executor: {desc}", highlight=False)
         columns = [TextColumn("[bold]runs"), BarColumn(), MofNCompleteColumn(),
                    TextColumn("done {task.fields[done]}  skipped {task.fields[skipped]}  "
                               "[red]failed {task.fields[failed]}[/]"), TimeElapsedColumn()]
