@@ -106,7 +106,7 @@ def one(ds: str, noise: str, rate: float, seed: int, epochs: int | None, cv: int
     if not timing_file.exists():
         timing_file.write_text(json.dumps({"train_seconds": train_s}))
     train_s = json.loads(timing_file.read_text())["train_seconds"]
-    res = find_label_issues(path, "all", cleanlab_cv=cv, seed=seed)  # every detector, not the default five
+    res = find_label_issues(path, "all", cleanlab_cv=cv, seed=seed)  # every detector, not the default three
     summ = load_run(path).summary
     return {
         "dataset": ds, "noise": noise, "rate": rate, "seed": seed, "epochs": epochs, "cv": cv,

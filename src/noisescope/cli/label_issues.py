@@ -129,7 +129,7 @@ def label_issues(
     run: Annotated[Path, typer.Argument(help="run directory")],
     method: Annotated[list[str], typer.Option(
         "--method", "-m", help="detector(s), repeatable or comma-separated, or all (default: truncated_distance, "
-        "disagreement, aum, aum_early, first_fit)")] = [],  # noqa: B006
+        "disagreement, aum_early)")] = [],  # noqa: B006
     checkpoint: Annotated[str, typer.Option(
         help="model the feature detectors read: early, final or an epoch")] = "early",
     cleanlab_cv: Annotated[int, typer.Option(

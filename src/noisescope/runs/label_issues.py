@@ -31,10 +31,12 @@ Detectors and where their inputs come from (none reads the true labels or the no
   detector.
 
 Default detectors (``methods=None``): ``DEFAULT_METHODS`` = truncated_distance, disagreement,
-aum, aum_early, first_fit: what the run already recorded (the ``margins`` record) plus one
-forward pass of the early-stopped checkpoint (its logits and features together), so the
-default costs a few percent of the training run. ``methods="all"`` adds knn, fine, tail_margin,
-truncated_margin and cleanlab (when installed).
+aum_early: the early-stopped state only, read from what the run already recorded (the
+``margins`` record up to early stopping) plus one forward pass of the early-stopped checkpoint
+(its logits and features together), so the default costs a few percent of the training run
+and does not degrade when the run trains on past early stopping (``aum`` over all epochs and
+``first_fit`` do). ``methods="all"`` adds knn, fine, tail_margin, truncated_margin, aum,
+first_fit and cleanlab (when installed).
 
 Outputs, written atomically: ``RUN/label_issues.parquet`` (rank, index = row of the run's
 training split, observed, predicted = the early-stopped model's argmax, ``score_<method>``
@@ -96,7 +98,7 @@ FEATURE_METHODS = ("truncated_distance", "knn", "fine", "tail_margin", "truncate
 DYNAMICS_METHODS = ("aum", "aum_early", "first_fit")
 RUN_METHODS = (*FEATURE_METHODS, "disagreement", *DYNAMICS_METHODS, "cleanlab", "cleanlab_cv")
 #: computed when no method is named: the run's records plus one early-stopped forward pass
-DEFAULT_METHODS = ("truncated_distance", "disagreement", "aum", "aum_early", "first_fit")
+DEFAULT_METHODS = ("truncated_distance", "disagreement", "aum_early")
 #: each method's own flag rule, in words (its flagged fraction is its noise-rate estimate)
 FLAG_RULES = {
     "truncated_distance": "nearer another class mean",

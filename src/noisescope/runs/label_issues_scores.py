@@ -112,10 +112,13 @@ def features_and_logits(model, x: torch.Tensor, batch_size: int, device) -> tupl
     return torch.cat(feats), torch.cat(logits)
 
 
-def margins_of(run: Run, n: int) -> MarginRecorder | None:
+def margins_of(run: Run, n: int, last: int | None = None) -> MarginRecorder | None:
     """The run's per-sample ``margins`` record as a recorder (float32), or None; read file by
-    file with pyarrow (the same numbers as ``MarginRecorder.from_frame(run.store.record(...))``)."""
+    file with pyarrow (the same numbers as ``MarginRecorder.from_frame(run.store.record(...))``),
+    only the epochs <= ``last`` when given."""
     files = sorted((run.store.records_dir / "margins").glob("epoch_*.parquet"))
+    if last is not None:
+        files = [f for f in files if int(f.stem.split("_")[1]) <= last]
     if not files:
         return None
     return MarginRecorder.from_parquet(files, n, dtype=torch.float32)
@@ -212,7 +215,7 @@ def score_dynamics(sc: Scoring, methods: Sequence[str], run: Run, n: int, early_
     """``aum``, ``aum_early``, ``first_fit`` (those in ``methods``) from the run's margins
     record; returns the record (None when the run has none: then they are skipped)."""
     t = time.perf_counter()
-    rec = margins_of(run, n)
+    rec = margins_of(run, n, last=early_stop if set(methods) <= {"aum_early"} else None)
     sc.shared["margins_record"] = time.perf_counter() - t
     if rec is None:
         for m in methods:
