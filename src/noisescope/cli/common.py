@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from typing import NoReturn
 
+import numpy as np
 import typer
 from rich.console import Console
 from rich.text import Text
@@ -25,7 +26,7 @@ def cell(v: object, digits: int = 3) -> str:
     huge), anything else as text."""
     if v is None or (isinstance(v, float) and math.isnan(v)):
         return "-"
-    if isinstance(v, bool) or type(v).__name__ == "bool_":  # numpy booleans too: never "False"
+    if isinstance(v, (bool, np.bool_)):  # numpy booleans too: never "False"
         return "yes" if v else "no"
     if isinstance(v, float):
         return f"{v:.{digits}f}" if abs(v) < 1e4 else f"{v:.3g}"
