@@ -340,6 +340,17 @@ def test_runs_table_splits_in_two_when_one_does_not_fit():
     two = runs_tables(table, keys, "t", 80)
     assert len(one) == 1 and table_width(one[0]) <= 80
     assert len(two) == 2 and all(table_width(t) <= 80 for t in two)
+    import io
+
+    from rich.console import Console
+
+    from noisescope.cli.common import cell
+
+    con = Console(width=80, file=io.StringIO(), record=True)
+    con.print(*two)
+    text = con.export_text()
+    assert "False" not in text and [line.split()[-1] for line in text.splitlines() if "done" in line] == ["no"] * 2
+    assert cell(np.bool_(True)) == "yes" and cell(np.bool_(False)) == "no"
 
 
 def test_a_run_preset_is_the_base_of_a_sweep():
