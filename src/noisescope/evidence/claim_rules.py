@@ -27,19 +27,25 @@ CLAIM_RULES: dict[str, str] = {
         "number: test accuracy at e minus test accuracy at the final epoch."
     ),
     "double_descent": (
-        "The run's epoch-wise double-descent detection on the test-error curve (a minimum, a later peak and a "
-        "later second minimum). Supported when one is detected and its gain (peak error minus second-minimum "
-        "error) exceeds the width of the test accuracy's Wilson interval at the peak; inconclusive when the "
-        "gain is smaller. When none is detected: not supported if at least 90% of the noisy labels were "
-        "memorized by the final epoch, else inconclusive (train longer: the second descent follows "
-        "memorization). Key number: the gain."
+        "Read on the clean test loss (as Kubo et al. do), with the test error beside it. Each curve is smoothed "
+        "over 5 probe points; a double descent is a minimum, a later peak and a later second minimum. A dip is "
+        "clear when it reaches both 0.03 and 2 standard errors (from the spread of the per-sample loss, or the "
+        "binomial error), noise when it is within 1 standard error, unclear in between. Supported when the loss "
+        "curve's double descent is clear; inconclusive when it is unclear; when it is absent: not supported if at"
+        " least 90% of the noisy labels were memorized by the final epoch (of all training labels in a run "
+        "without noise), else inconclusive (train longer: the second descent follows memorization). A run without"
+        " the loss spread is read on the test error. Key number: the re-generalization gain, peak minus second "
+        "minimum of the deciding curve."
     ),
     "separation_outward": (
-        "At the final signals epoch, the separation cosine between the clean and the noisy class means "
-        "(noisy samples grouped by true label) of each tap, shallow to deep; lower means more separated. "
-        "Supported when it never rises by more than 0.02 from one tap to the next and the deepest tap's cosine "
-        "is at least 0.05 below the shallowest's; not supported otherwise; inconclusive with fewer than two "
-        "taps. Key number: shallowest minus deepest cosine."
+        "At the final signals epoch, the separation cosine between the clean and the noisy class means (noisy "
+        "samples grouped by true label) of each tap, shallow to deep; lower means more separated. Inconclusive "
+        "when less than half of the noisy labels are memorized there (nothing to separate). The drop from the "
+        "shallowest to the deepest tap has the standard error of its mean over classes. Supported when the cosine"
+        " never rises by more than 0.02 from one tap to the next and the drop exceeds 0.05 by more than 2 "
+        "standard errors; not supported when it rises by more than 0.02 somewhere or the drop lies more than 2 "
+        "standard errors below 0.05; inconclusive within that band or with fewer than two taps. Key number: "
+        "shallowest minus deepest cosine."
     ),
     "large_activation": (
         "At the final signals epoch each tap's max/median activation ratio is flagged large, not large or "
@@ -51,11 +57,13 @@ CLAIM_RULES: dict[str, str] = {
         "tap, or when the neuron's dependence is undecided. Key number: the largest ratio."
     ),
     "test_alignment": (
-        "At the final signals epoch on the deepest signals tap: supported when the mean alignment of correctly "
-        "predicted test samples is above 0 and that of wrongly predicted ones below 0 (alignment: cosine to "
-        "the clean minus cosine to the noisy class mean of the prediction); not supported otherwise; "
-        "inconclusive when either mean is missing or rests on fewer than 10 samples. Key number: mean "
-        "alignment of correct minus wrong predictions."
+        "At the final signals epoch on the deepest signals tap, the mean alignment (cosine to the clean minus "
+        "cosine to the noisy class mean of the prediction) of correctly and of wrongly predicted test samples, "
+        "each with its standard error. Inconclusive when less than half of the noisy labels are memorized (no "
+        "noisy signal to align with). Supported when the correct mean lies more than 2 standard errors above 0 "
+        "and the wrong mean more than 2 below; not supported when either lies more than 2 standard errors on the "
+        "wrong side of 0; inconclusive otherwise, or when a mean is missing or rests on fewer than 10 samples. "
+        "Key number: mean alignment of correct minus wrong predictions."
     ),
     "effective_rank_grows": (
         "Effective rank of the feature tap's training spectrum at the spectral epoch nearest early stopping and "

@@ -60,6 +60,15 @@ def _ratio(a: str, b: str) -> Callable[[dict], float]:
     return lambda n: _get(n, a) / _get(n, b) if _get(n, b) else float("nan")
 
 
+def _descent_gain(n: dict) -> float:
+    """Peak minus second minimum of the curve the double-descent claim was read on (its
+    ``read_on``: the test loss, else the test error); an older verdict's top-level ``gain``."""
+    on = n.get("read_on")
+    if isinstance(on, str) and isinstance(n.get(on), dict):
+        return _get(n[on], "gain")
+    return _get(n, "gain")
+
+
 #: claim key -> (what the number is, how to read it from ``Claim.numbers``, its domain: the
 #: t-interval over seeds is clipped to it, ``evidence.intervals.aggregate_seeds``)
 KEY_NUMBERS: dict[str, tuple[str, Callable[[dict], float], tuple[float, float]]] = {
@@ -67,7 +76,7 @@ KEY_NUMBERS: dict[str, tuple[str, Callable[[dict], float], tuple[float, float]]]
                            lambda n: _get(n, "noisy_obs_acc_at_t_clean"), UNIT),
     "test_error_rises": ("test acc fall after early stopping", _diff("test_acc_early_stop", "test_acc_final"),
                          (-1.0, 1.0)),
-    "double_descent": ("re-generalization gain", lambda n: _get(n, "gain"), (0.0, 1.0)),
+    "double_descent": ("re-generalization gain (test loss, else error)", _descent_gain, (-math.inf, math.inf)),
     "separation_outward": ("cosine drop shallow -> deep", _ends("separation"), (-2.0, 2.0)),
     "large_activation": ("largest max/median ratio", _largest("ratio"), NON_NEGATIVE),
     "test_alignment": ("alignment correct - wrong", _diff("alignment_correct", "alignment_wrong"), (-4.0, 4.0)),
