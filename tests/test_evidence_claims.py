@@ -169,8 +169,11 @@ def test_double_descent_reads_the_loss_with_a_band_from_its_standard_error():
 def test_double_descent_absent_is_gated_on_memorization():
     rising = list(np.linspace(0.6, 1.2, 20))
     assert claim_double_descent(dd_rows(rising, noisy=[0.95] * 20)).status == "not supported"
-    c = claim_double_descent(dd_rows(rising, noisy=[0.5] * 20))
+    c = claim_double_descent(dd_rows(rising, noisy=list(np.linspace(0.2, 0.6, 20))))
     assert c.status == "inconclusive" and "train longer" in c.summary
+    # a fit that has stopped rising (0.5 since epoch 5; Wilson width on 120 samples ~0.18): not supported
+    c = claim_double_descent(dd_rows(rising, noisy=[0.2] * 5 + [0.5] * 15))
+    assert c.status == "not supported" and "stopped rising" in c.summary
     # no noisy labels: the training fit (0.9 >= 0.9) is the gate
     c = claim_double_descent(dd_rows(rising, noisy=[float("nan")] * 20, n_noisy=0))
     assert c.status == "not supported" and c.numbers["fit_of"].startswith("training")
@@ -185,6 +188,145 @@ def test_double_descent_falls_back_to_the_error_without_loss_spread():
     err = [0.5, 0.2, 0.18, 0.18, 0.25, 0.3, 0.36, 0.36, 0.33, 0.30, 0.30]
     c = claim_double_descent(frame(dynamics_rows(test=[1 - e for e in err])), smooth=1)
     assert c.status == "supported" and c.numbers["error"]["gain"] == pytest.approx(0.06)
+
+
+def test_separation_outward():
+    assert claim_separation_outward(frame(signals_rows())).status == "supported"
+    c = claim_separation_outward(frame(signals_rows(separation=(0.5, 0.8, 0.95))))
+    assert c.status == "not supported"
+    # with the taps given in the other order the same rows read the other way
+    assert claim_separation_outward(frame(signals_rows(separation=(0.5, 0.8, 0.95))),
+                                    taps=TAPS[::-1]).status == "supported"
+    assert claim_separation_outward(frame(signals_rows(separation=(0.95, 0.7, 0.8)))).status == "not supported"
+    assert claim_separation_outward(frame(signals_rows(separation=(0.9,), ratio=(1.0,), taps=["a"]))).status == \
+        "inconclusive"
+    assert claim_separation_outward(empty_frame()).status == "not measured"
+
+
+def test_large_activation():
+    c = claim_large_activation(frame(signals_rows()))
+    assert c.status == "supported" and c.numbers["tap"] == "layer1" and c.numbers["follows"] == "input"
+    assert claim_large_activation(frame(signals_rows(r2=0.02, eta_obs=0.5))).status == "not supported"
+    assert claim_large_activation(frame(signals_rows(r2=0.02, eta_true=0.01))).status == "not supported"
+    assert claim_large_activation(frame(signals_rows(ratio=(100.2, 20.0, 10.0)))).status == "inconclusive"
+    assert claim_large_activation(frame(signals_rows(ratio=(50.0, 20.0, 10.0)))).status == "not supported"
+    c = claim_large_activation(frame(signals_rows(ratio=(50.0, 20.0, 900.0))))
+    assert c.status == "not supported" and "deep" in c.summary
+    assert claim_large_activation(frame(signals_rows(r2=float("nan")))).status == "inconclusive"
+
+
+def test_test_alignment():
+    c = claim_test_alignment(frame(signals_rows()))
+    assert c.status == "supported" and c.numbers["tap"] == "layer3"
+    assert claim_test_alignment(frame(signals_rows(align=(0.1, 0.02)))).status == "not supported"
+    assert claim_test_alignment(frame(signals_rows(n_align=(9000, 3)))).status == "inconclusive"
+    assert claim_test_alignment(empty_frame()).status == "not measured"
+
+
+# ----------------------------------------------------------------------------- Malignant Tail
+def test_effective_rank_grows():
+    m = full_run()
+    c = claim_effective_rank_grows(m)
+    assert c.status == "supported" and (c.numbers["epoch_from"], c.numbers["epoch_to"]) == (3, 10)
+    m2 = frame(dynamics_rows(), spectral_rows(3, er=12.5), spectral_rows(10, er=12.8))
+    assert claim_effective_rank_grows(m2).status == "not supported"
+    no_mem = [0.1] + [0.05] * 10
+    m3 = frame(dynamics_rows(noisy=no_mem), spectral_rows(3, er=12.5), spectral_rows(10, er=40.0))
+    assert claim_effective_rank_grows(m3).status == "inconclusive"
+    # spectral epochs 0, 5, 10 only: the one nearest the early-stopping epoch 3 is 5
+    m4 = frame(dynamics_rows(), spectral_rows(0, er=50.0), spectral_rows(5, er=12.0), spectral_rows(10, er=40.0))
+    assert claim_effective_rank_grows(m4).numbers["epoch_from"] == 5
+    assert claim_effective_rank_grows(frame(dynamics_rows())).status == "not measured"
+
+
+def test_noise_in_tail():
+    share = np.full(D, 0.4)
+    share[50:] = 0.9
+    c = claim_noise_in_tail(full_run(share=share))
+    assert c.status == "supported", c.summary
+    assert c.numbers["d"] == 10 and c.numbers["full_from"] == f"fit_acc at d = D = {D}"
+    assert "14 of 64, at k = 51..64 (the smallest-variance end)" in c.summary and "all beyond d* = 10" in c.summary
+    m = frame(dynamics_rows(), spectral_rows(10, fit_clean={10: 0.99, D: 1.0}, fit_noisy={10: 0.90, D: 0.98}))
+    assert claim_noise_in_tail(m).status == "not supported"
+    m = frame(dynamics_rows(), spectral_rows(10, fit_clean={10: 0.99, D: 1.0}, fit_noisy={10: 0.05, D: 0.3}))
+    assert claim_noise_in_tail(m).status == "inconclusive"
+    # the grid stops short of D: the untruncated fit comes from the dynamics rows (0.98 noisy)
+    m = frame(dynamics_rows(), spectral_rows(10, fit_clean={10: 0.99}, fit_noisy={10: 0.05}))
+    c = claim_noise_in_tail(m)
+    assert c.status == "supported" and c.numbers["full_from"] == "dynamics accuracies"
+    m = frame(dynamics_rows(n=False), spectral_rows(10, fit_clean={10: 0.99}, fit_noisy={10: 0.05}))
+    assert claim_noise_in_tail(m).status == "inconclusive"
+    assert claim_noise_in_tail(m, n_by_subset=N).status == "supported"
+    assert claim_noise_in_tail(frame(dynamics_rows(), spectral_rows(10))).status == "not measured"
+    m = frame(dynamics_rows(), spectral_rows(10, fit_clean={10: 0.99}, fit_noisy={10: 0.05}),
+              [Row(10, "spectral", "tail_margin_share", 1.7, "noisy_train_obs", "layer3")])
+    assert claim_noise_in_tail(m).numbers["tail_margin_share_noisy_train_obs"] == 1.7
+
+
+def _valley(peak=10, fall=0.2):
+    d = np.arange(1, D + 1)
+    acc = np.where(d <= peak, 0.3 + 0.5 * d / peak, 0.8 - fall * (d - peak) / (D - peak))
+    return dict(zip(d.tolist(), acc.tolist(), strict=True))
+
+
+def test_rank_risk_valley():
+    m = frame(dynamics_rows(), spectral_rows(10, probe=_valley()))
+    c = claim_rank_risk_valley(m)
+    assert c.status == "not measured" and "synthetic_demo" in c.command
+    c = claim_rank_risk_valley(m, k_star=10)
+    assert c.status == "supported" and c.numbers["d_opt"] == 10
+    assert claim_rank_risk_valley(m, k_star=11).status == "supported"  # within max(2, ceil(2.2)) = 3
+    assert claim_rank_risk_valley(m, k_star=30).status == "not supported"
+    flat = frame(dynamics_rows(), spectral_rows(10, probe=_valley(fall=0.0)))
+    assert claim_rank_risk_valley(flat, k_star=10).status == "not supported"  # a plateau, no valley
+    no_n = frame(dynamics_rows(n=False), spectral_rows(10, probe=_valley()))
+    assert claim_rank_risk_valley(no_n, k_star=10).status == "inconclusive"
+
+
+def test_truncation_vs_early_stop_from_accuracies():
+    assert claim_truncation_vs_early_stop(full_run(trunc=0.83)).status == "supported"
+    c = claim_truncation_vs_early_stop(full_run(trunc=0.70))
+    assert c.status == "not supported" and c.numbers["early_stop_epoch"] == 3
+    assert claim_truncation_vs_early_stop(full_run(trunc=0.815)).status == "inconclusive"  # intervals overlap
+    assert claim_truncation_vs_early_stop(frame(dynamics_rows())).status == "not measured"
+
+
+def test_truncation_vs_early_stop_with_mcnemar():
+    rng = np.random.default_rng(0)
+    es = rng.random(2000) < 0.8
+    worse = es.copy()
+    worse[np.flatnonzero(es)[:100]] = False  # 100 discordant pairs, all against truncation
+    c = claim_truncation_vs_early_stop(empty_frame(), test_correct={"truncated": worse, "early_stop": es})
+    assert c.status == "not supported" and c.numbers["p_value"] < 1e-20 and c.numbers["c"] == 100
+    slight = es.copy()
+    slight[np.flatnonzero(es)[:3]] = False
+    c = claim_truncation_vs_early_stop(empty_frame(), test_correct={"truncated": slight, "early_stop": es})
+    assert c.status == "inconclusive" and c.numbers["p_value"] == pytest.approx(0.25)
+    better = es.copy()
+    better[np.flatnonzero(~es)[:5]] = True
+    c = claim_truncation_vs_early_stop(empty_frame(), test_correct={"truncated": better, "early_stop": es})
+    assert c.status == "supported"
+
+
+def test_systematic_noise_in_signal():
+    m = frame(dynamics_rows(), spectral_rows(10, fit_clean={10: 0.99, D: 1.0}, fit_noisy={10: 0.90, D: 0.98}))
+    assert claim_systematic_noise_in_signal(m).status == "not measured"
+    assert claim_systematic_noise_in_signal(m, noise_model="symmetric").status == "not measured"
+    assert claim_systematic_noise_in_signal(m, noise_model="pairflip").status == "supported"
+    m = frame(dynamics_rows(), spectral_rows(10, fit_clean={10: 0.99, D: 1.0}, fit_noisy={10: 0.05, D: 0.98}))
+    assert claim_systematic_noise_in_signal(m, noise_model="pairflip").status == "not supported"
+
+
+def test_no_tail_at_init():
+    c = claim_no_tail_at_init(full_run())
+    assert c.status == "supported" and c.numbers["count"] == 0
+    share = np.full(D, 0.4)
+    share[:3] = 0.9  # the three largest components are noise-dominated at epoch 0
+    m = frame(dynamics_rows(), spectral_rows(0, share=share), spectral_rows(10))
+    c = claim_no_tail_at_init(m)
+    assert c.status == "not supported" and c.numbers["variance_share"] > 0.01
+    c = claim_no_tail_at_init(frame(dynamics_rows(), spectral_rows(10)))
+    assert c.status == "not measured" and "--epochs 0" in c.command
 
 
 def test_separation_outward_gate_and_band():

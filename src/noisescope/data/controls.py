@@ -2,16 +2,14 @@
 appear (docs/results/controls.md). Each generator is registered in :data:`noisescope.data.REGISTRY`.
 
 * ``two_scale`` (:func:`make_two_scale`): epoch-wise double descent of a linear classifier
-  trained by gradient descent. Features come in two blocks, a fast block of ``fast_dim``
-  unit-variance coordinates and a slow block of ``slow_dim`` coordinates with standard
-  deviation ``slow_scale``; the teacher's logit is
-  ``fast_weight * x_fast @ g1 + (slow_weight / slow_scale) * x_slow @ g2`` (g1, g2 standard
-  normal). Gradient descent learns a direction at a speed proportional to its variance, so
-  the fast block is learned (first descent) and starts fitting the flipped labels (ascent)
-  about ``1 / slow_scale**2`` times sooner than the slow block, which carries most of the
-  signal and brings the test loss down again (second descent; Heckel & Yilmaz, ICLR 2021;
-  Pezeshki et al., ICML 2022). ``fast_dim`` must stay well below the training size, so that
-  the fast block alone cannot fit the noisy training set (else cross-entropy drives it to
+  trained by gradient descent from zero. Gradient descent learns a direction at a speed
+  proportional to its variance. A few large-scale coordinates carry part of the signal and
+  are learned in the first steps (first descent); a unit-variance nuisance block without
+  signal is then fitted to the flipped labels (the test loss and error rise); a small-scale
+  slow block carrying most of the signal is learned ~100 times later and brings them down
+  again (second descent; Heckel & Yilmaz, ICLR 2021; Pezeshki et al., ICML 2022). The
+  nuisance block must stay well below the training size, so that the model cannot fit the
+  noisy training set before the slow block is learned (else cross-entropy drives it to
   interpolate and the gradient into the slow block vanishes).
 * ``large_input`` (:func:`make_large_input`): Gaussian classes whose first ``spike_dims``
   input coordinates take one large shared value ``spike_scale`` on a small label-free share of
@@ -30,42 +28,53 @@ from noisescope.data.base import Dataset
 def make_two_scale(
     n: int = 667,
     n_test: int = 10000,
-    fast_dim: int = 200,
+    fast_dim: int = 5,
+    fast_scale: float = 2.0,
+    fast_weight: float = 2.0,
+    nuisance_dim: int = 200,
     slow_dim: int = 10,
     slow_scale: float = 0.1,
-    fast_weight: float = 0.5,
-    slow_weight: float = 3.0,
+    slow_weight: float = 2.0,
     seed: int = 0,
 ) -> Dataset:
-    """Two-class data with features at two scales (module docstring).
+    """Two-class data with features at several scales (module docstring).
+
+    Three blocks: ``fast_dim`` coordinates with standard deviation ``fast_scale`` (part of the
+    signal, learned in the first steps), ``nuisance_dim`` unit-variance coordinates without
+    signal (fitted to the flipped labels next) and ``slow_dim`` coordinates with standard
+    deviation ``slow_scale`` (most of the signal, learned ~ (fast_scale / slow_scale)^2 times
+    later). Teacher logit: ``fast_weight * z_fast @ g1 + slow_weight * z_slow @ g2`` on the
+    standardized blocks z (g1, g2 random directions of norm sqrt(block size)); label = logit > 0.
 
     Args:
         n: training samples (before the noisy-validation split).
         n_test: clean test samples.
-        fast_dim, slow_dim: sizes of the two blocks (D = fast_dim + slow_dim).
-        slow_scale: standard deviation of the slow coordinates (the fast ones have 1).
-        fast_weight, slow_weight: teacher weights' scale on each block, in units of the block's
-            standardized coordinates (the slow block's share of the logit variance is
-            slow_dim slow_weight^2 / (fast_dim fast_weight^2 + slow_dim slow_weight^2)).
+        fast_dim, nuisance_dim, slow_dim: block sizes (D = their sum).
+        fast_scale, slow_scale: standard deviations of the fast and slow coordinates.
+        fast_weight, slow_weight: teacher weights' scale per standardized coordinate.
         seed: teacher and samples.
 
     Returns:
-        Dataset with x (n, D) float32 and y (n,) int64 in {0, 1} (the teacher's sign);
-        ``meta`` names the blocks.
+        Dataset with x (n, D) float32 (fast, nuisance, slow) and y (n,) int64 in {0, 1}.
     """
-    if n < 2 or n_test < 0 or fast_dim < 1 or slow_dim < 0:
-        raise ValueError(f"need n >= 2, n_test >= 0, fast_dim >= 1, slow_dim >= 0; got {n}, {n_test}, "
-                         f"{fast_dim}, {slow_dim}")
-    if slow_scale <= 0 or fast_weight < 0 or slow_weight < 0:
-        raise ValueError(f"need slow_scale > 0 and weights >= 0, got {slow_scale}, {fast_weight}, {slow_weight}")
+    if n < 2 or n_test < 0 or fast_dim < 0 or nuisance_dim < 0 or slow_dim < 0 or fast_dim + slow_dim < 1:
+        raise ValueError(f"need n >= 2, n_test >= 0, block sizes >= 0 and fast_dim + slow_dim >= 1; got {n}, "
+                         f"{n_test}, {fast_dim}, {nuisance_dim}, {slow_dim}")
+    if fast_scale <= 0 or slow_scale <= 0 or fast_weight < 0 or slow_weight < 0:
+        raise ValueError(f"need scales > 0 and weights >= 0, got {fast_scale}, {slow_scale}, {fast_weight}, "
+                         f"{slow_weight}")
     rng = np.random.default_rng(seed)
-    g1, g2 = rng.standard_normal(fast_dim), rng.standard_normal(slow_dim)
+    # random teacher directions with fixed norms sqrt(dim): each block's share of the logit
+    # variance is the same for every seed (fast_dim fast_weight^2 vs slow_dim slow_weight^2)
+    g1, g2 = (g / max(np.linalg.norm(g), 1e-12) * np.sqrt(len(g)) if len(g) else g
+              for g in (rng.standard_normal(fast_dim), rng.standard_normal(slow_dim)))
 
     def sample(count: int) -> tuple[torch.Tensor, torch.Tensor]:
-        xf = rng.standard_normal((count, fast_dim))
-        xs = rng.standard_normal((count, slow_dim))
-        logit = fast_weight * xf @ g1 + slow_weight * xs @ g2
-        x = np.concatenate([xf, slow_scale * xs], axis=1)
+        zf = rng.standard_normal((count, fast_dim))
+        zn = rng.standard_normal((count, nuisance_dim))
+        zs = rng.standard_normal((count, slow_dim))
+        logit = fast_weight * zf @ g1 + slow_weight * zs @ g2
+        x = np.concatenate([fast_scale * zf, zn, slow_scale * zs], axis=1)
         return torch.from_numpy(x.astype(np.float32)), torch.from_numpy((logit > 0).astype(np.int64))
 
     x_tr, y_tr = sample(n)
@@ -73,10 +82,12 @@ def make_two_scale(
     return Dataset(
         x_train=x_tr, y_train=y_tr, x_test=x_te, y_test=y_te, num_classes=2, name="two_scale",
         classes=["negative", "positive"],
-        meta={"fast_dim": int(fast_dim), "slow_dim": int(slow_dim), "slow_scale": float(slow_scale),
-              "fast_weight": float(fast_weight), "slow_weight": float(slow_weight), "seed": int(seed)},
-        source=f"two-scale linear-teacher data, generated (seed {seed}): {n} train / {n_test} test, "
-        f"{fast_dim} fast + {slow_dim} slow dims (scale {slow_scale:g})",
+        meta={"fast_dim": int(fast_dim), "fast_scale": float(fast_scale), "fast_weight": float(fast_weight),
+              "nuisance_dim": int(nuisance_dim), "slow_dim": int(slow_dim), "slow_scale": float(slow_scale),
+              "slow_weight": float(slow_weight), "seed": int(seed)},
+        source=f"multi-scale linear-teacher data, generated (seed {seed}): {n} train / {n_test} test, "
+        f"{fast_dim} fast (scale {fast_scale:g}) + {nuisance_dim} nuisance + {slow_dim} slow (scale "
+        f"{slow_scale:g}) dims",
     )
 
 

@@ -117,8 +117,10 @@ def claim_double_descent(metrics: pd.DataFrame, memorized_level: float = MEMORIZ
     the binomial one for the error). Supported when the loss curve's double descent is clear;
     inconclusive when it is unclear; when it is absent: not supported if the training labels
     were fitted by the final epoch (noisy training accuracy against observed labels >=
-    ``memorized_level`` (0.9); a run without noisy labels: training accuracy >= that level),
-    else inconclusive (train longer: the second descent follows memorization). Without
+    ``memorized_level`` (0.9); a run without noisy labels: training accuracy >= that level) or
+    the noisy-label fit has stopped rising (it did not rise by more than its Wilson interval
+    width from the probe nearest half the final epoch to the final one: training longer would
+    not fit more), else inconclusive (train longer: the second descent follows memorization). Without
     ``loss_sd`` rows (older runs) the error curve decides, and the summary says so.
     Re-generalization gain: peak - second minimum of the deciding curve; benign overfitting:
     the noisy-label fit at the second minimum >= ``benign_level`` (0.99)."""
@@ -151,7 +153,15 @@ def claim_double_descent(metrics: pd.DataFrame, memorized_level: float = MEMORIZ
     nums.update(fit_final=fit, fit_of=what)
     if math.isfinite(fit) and fit >= memorized_level:
         return _claim(key, NOT_SUPPORTED, nums, f"{words}; {what} fit {fit:.3f} by the final epoch")
-    return _claim(key, INCONCLUSIVE, nums, f"{words}; {what} fit only {fit:.3f} (train longer)")
+    if what == "noisy-label" and len(noisy) >= 2:
+        final = int(noisy.index[-1])
+        half = _nearest([int(x) for x in noisy.index[:-1]], final // 2)
+        rose, mem = _memorization_rose(metrics, half, final, None)
+        nums.update(plateau_from=half, **mem)
+        if not rose:
+            return _claim(key, NOT_SUPPORTED, nums, f"{words}; the noisy-label fit has stopped rising "
+                          f"({mem['noisy_obs_acc_from']:.3f} at epoch {half}, {fit:.3f} at {final})")
+    return _claim(key, INCONCLUSIVE, nums, f"{words}; {what} fit only {fit:.3f}, still rising (train longer)")
 
 
 def _fitted(metrics: pd.DataFrame, noisy: pd.Series) -> tuple[float, str]:

@@ -13,7 +13,7 @@ from noisescope.models.base import TappedModel
 
 
 class Linear(TappedModel):
-    """Flatten -> Linear(C). The one tap, ``input``, is the flattened input (B, D) after the
+    """Flatten -> Linear(C). The one tap, ``features``, is the flattened input (B, D) after the
     model's input standardization; it is phi(x).
 
     Args:
@@ -26,17 +26,17 @@ class Linear(TappedModel):
     def __init__(self, in_features: int, num_classes: int, zero_init: bool = True) -> None:
         super().__init__()
         self.flatten = nn.Flatten()
-        self.input = nn.Identity()
+        self.phi = nn.Identity()
         self.head = nn.Linear(in_features, num_classes)
         if zero_init:
             nn.init.zeros_(self.head.weight)
             nn.init.zeros_(self.head.bias)
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
-        return self.input(self.flatten(self.normalize_input(x)).float())
+        return self.phi(self.flatten(self.normalize_input(x)).float())
 
     def taps(self) -> OrderedDict[str, nn.Module]:
-        return OrderedDict(input=self.input)
+        return OrderedDict(features=self.phi)
 
 
 def build_linear(input_shape: tuple[int, ...], num_classes: int, zero_init: bool = True) -> Linear:
