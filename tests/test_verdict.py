@@ -343,3 +343,16 @@ def test_report_cli_prints_its_path_whole_at_80_columns(run_dir, tmp_path):
     out_file = tmp_path / ("a-long-directory-name-for-the-report-" + "x" * 40) / "report.html"
     out = assert_fits(["report", str(run_dir), "-o", str(out_file), "--quiet"], ignore=r"^\(\d+\.\d MB,$")
     assert str(out_file) in out.splitlines()  # whole, on a line of its own, to copy into a browser
+
+
+def test_a_claim_whose_rule_changed_in_code_has_its_reader_text_rechecked():
+    import inspect
+
+    from noisescope.evidence.claim_rules import CHECKED_AGAINST, docstring_fingerprint
+
+    stale = [key for key, fn in CLAIM_FUNCTIONS.items()
+             if CHECKED_AGAINST.get(key) != docstring_fingerprint(inspect.getdoc(fn) or "")]
+    assert not stale, (f"the rule of {stale} changed in code: update its reader text in "
+                       "evidence/claim_rules.py and docs/definitions.md (Claim rules), then its fingerprint "
+                       "in CHECKED_AGAINST (evidence.claim_rules.docstring_fingerprint)")
+    assert docstring_fingerprint("a  rule\n b") == docstring_fingerprint("a rule b") != docstring_fingerprint("a")

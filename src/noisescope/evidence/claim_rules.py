@@ -116,6 +116,34 @@ CLAIM_RULES: dict[str, str] = {
 }
 
 
+#: claim key -> fingerprint of the claim function's docstring (the developer's statement of the
+#: rule) the reader's text above was last checked against. ``tests/test_verdict.py`` fails when a
+#: docstring changes: then re-read the rule, update its text here and in docs/definitions.md, and
+#: the fingerprint (:func:`docstring_fingerprint`).
+CHECKED_AGAINST: dict[str, str] = {
+    "clean_before_noisy": "df29615873d6",
+    "test_error_rises": "fe04d1dd3196",
+    "double_descent": "3a2e3e948857",
+    "separation_outward": "56f56bbb4403",
+    "large_activation": "e6f977837ee8",
+    "test_alignment": "58cc7bdcffee",
+    "effective_rank_grows": "6aa965142eca",
+    "noise_in_tail": "c30d71831750",
+    "rank_risk_valley": "b4ffb9f8d7a9",
+    "truncation_vs_early_stop": "5d5fa9e876da",
+    "systematic_noise_in_signal": "d74b0c43890c",
+    "no_tail_at_init": "7106545fa96e",
+    "wider_larger_tail": "90b56d2ae793",
+}
+
+
+def docstring_fingerprint(doc: str) -> str:
+    """The first 12 hex digits of the SHA-256 of a docstring with its white space collapsed."""
+    import hashlib
+
+    return hashlib.sha256(" ".join(doc.split()).encode()).hexdigest()[:12]
+
+
 def claim_rule(key: str, fallback: str = "") -> str:
     """The reader's rule of claim ``key`` (:data:`CLAIM_RULES`), else ``fallback``."""
     return CLAIM_RULES.get(key, fallback)
