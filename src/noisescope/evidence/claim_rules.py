@@ -33,9 +33,11 @@ CLAIM_RULES: dict[str, str] = {
         "binomial error), noise when it is within 1 standard error, unclear in between. Supported when the loss "
         "curve's double descent is clear; inconclusive when it is unclear; when it is absent: not supported if at"
         " least 90% of the noisy labels were memorized by the final epoch (of all training labels in a run "
-        "without noise), else inconclusive (train longer: the second descent follows memorization). A run without"
-        " the loss spread is read on the test error. Key number: the re-generalization gain, peak minus second "
-        "minimum of the deciding curve."
+        "without noise) or their fit has stopped rising (from the probe nearest half the final epoch to the final"
+        " one it rose by no more than its Wilson interval width: training longer would not fit more), else "
+        "inconclusive (train longer: the second descent follows memorization). A run without the loss spread is "
+        "read on the test error. Key number: the re-generalization gain, peak minus second minimum of the "
+        "deciding curve."
     ),
     "separation_outward": (
         "At the final signals epoch, the separation cosine between the clean and the noisy class means (noisy "
