@@ -74,7 +74,7 @@ def print_detectors(info: dict, methods: list[str]) -> None:
     """Each detector's flag rule, its implied noise-rate estimate beside the others' (and the
     truth when known), and its own seconds, also as % of the training run."""
     noise = info.get("noise", {})
-    truth = noise.get("realized_rate") if info.get("evaluation") else None
+    truth = noise.get("realized_rate") if noise.get("mask_known") else None
     run_s = info.get("run_seconds_approx")
     own = info.get("seconds", {})
     est = info.get("estimated_rate", {})
