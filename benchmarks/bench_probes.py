@@ -140,8 +140,9 @@ def against(rev: str, quick: bool, rounds: int, threads: int, clock: str = "wall
                 for k, v in t.items():
                     best[side][k] = min(best[side].get(k, float("inf")), v)
     n = "2000 / 200 / 2000" if quick else "10000 / 1000 / 10000"
-    print(f"torch threads: {threads}; {n} train / val / test, MLP 3x512; {clock} time, best of {rounds} "
-          "rounds, each round one fresh process per side, the sides alternating")
+    print(f"torch threads: {threads}; {n} train / val / test, MLP 3x512\n"
+          f"{clock} time, best of {rounds} rounds; each round one fresh process per side,\n"
+          "the sides alternating")
     for side, t in best.items():
         print(f"-- {side}")
         report(t)
@@ -171,7 +172,7 @@ def main() -> None:
         return
     t = measure(args.quick, rounds, args.clock)
     n = "2000 / 200 / 2000" if args.quick else "10000 / 1000 / 10000"
-    print(f"torch threads: {torch.get_num_threads()}; {n} train / val / test, MLP 3x512, "
+    print(f"torch threads: {torch.get_num_threads()}; {n} train / val / test, MLP 3x512\n"
           f"{args.clock} time, best of {rounds} interleaved rounds")
     report(t)
 
