@@ -114,7 +114,8 @@ def claim_double_descent(metrics: pd.DataFrame, memorized_level: float = MEMORIZ
     each curve is classified by ``evidence.descent.read_descent`` (smoothed over ``smooth`` (5)
     probe points; a dip is clear when it reaches max(``threshold`` (0.03), 2 SE), noise at
     <= 1 SE, SE of the dip from the per-point standard errors: loss_sd / sqrt(n) for the loss,
-    the binomial one for the error). Supported when the loss curve's double descent is clear;
+    the binomial one for the error; the first descent, from the untrained model's value to the
+    first minimum, is judged like the dips). Supported when the loss curve's double descent is clear;
     inconclusive when it is unclear; when it is absent: not supported if the training labels
     were fitted by the final epoch (noisy training accuracy against observed labels >=
     ``memorized_level`` (0.9); a run without noisy labels: training accuracy >= that level) or
