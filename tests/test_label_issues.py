@@ -263,8 +263,11 @@ def test_cleanlab_cv_writes_its_own_files_and_leaves_the_default_alone(run_dir):
     assert "label_issues_cleanlab_cv.parquet" in said and "the default ranking is unchanged" in said
     assert first.consensus_of == json.loads((run_dir / li.JSON).read_text())["consensus_of"]
     # cleanlab_cv alone: its own files only, the default ranking's left as they were
-    res = find_label_issues(run_dir, methods=["cleanlab_cv"], cleanlab_cv=2)
-    assert res.consensus_of == [] and res.cv_table is not None
+    res = CliRunner().invoke(app, ["label-issues", str(run_dir), "-m", "cleanlab_cv", "--cleanlab-cv", "2"])
+    assert res.exit_code == 0, res.output
+    said = " ".join(res.output.split())
+    assert "no consensus: only cleanlab_cv was computed" in said and "suspects of" not in said
+    assert f"left {li.PARQUET} as it was" in said
     pd.testing.assert_frame_equal(before, pd.read_parquet(run_dir / li.PARQUET))
 
 

@@ -94,6 +94,10 @@ def print_detectors(info: dict, methods: list[str]) -> None:
     for step, s in info.get("shared_seconds", {}).items():
         out.add_row(f"({SHARED_NAMES.get(step, step)})", "shared step", "", cell(s, 2), pct(s))
     total = info.get("total_seconds")
+    if not info.get("consensus_of"):
+        out.add_row("(all steps)", "", "", cell(total, 2), pct(total))
+        console.print(out)
+        return
     out.add_row(_name("consensus", info), rules.get("consensus", "-"), cell(est.get("consensus")),
                 cell(total, 2), pct(total))
     console.print(out)
@@ -116,6 +120,10 @@ def print_evaluation(evaluation, info: dict) -> None:
 def print_default(info: dict) -> None:
     """Which ranking and flags are the default, and what the consensus averages."""
     members = info.get("consensus_of", [])
+    if not members:
+        console.print("no consensus: only cleanlab_cv was computed, a peer shown beside the default ranking "
+                      "(noisescope label-issues RUN computes the default)", highlight=False)
+        return
     half = -(-len(members) // 2)
     same = "; ".join(f"{m} counts once, as {twin} (same ranking)" for m, twin in info.get("same_ranking", {}).items())
     state = ("the default detectors" if info.get("default", {}).get("is_default")
@@ -180,7 +188,7 @@ def label_issues(
     for m, why in res.skipped.items():
         console.print(f"skipped {m}: {why}", highlight=False)
     print_default(info)
-    if top:
+    if top and info.get("consensus_of"):
         print_top(res.table, top, info.get("classes"), info.get("consensus_of", []))
     print_detectors(info, res.methods)
     if res.evaluation is not None:

@@ -332,7 +332,8 @@ def find_label_issues(
     noise_model = str(data.noise.get("model", "unknown"))
     evaluation = None
     if mask.any() and not mask.all():
-        evaluation = evaluate_scores(all_scores, mask, flagged=all_flags)
+        shown = {m: s for m, s in all_scores.items() if members or m != "consensus"}
+        evaluation = evaluate_scores(shown, mask, flagged={m: all_flags[m] for m in shown})
         evaluation["seconds"] = [seconds.get(m, float("nan")) for m in evaluation["detector"]]
         evaluation["cost_seconds"] = [cost.get(m, float("nan")) for m in evaluation["detector"]]
     run_s = run_seconds(run)
