@@ -143,23 +143,28 @@ def register(app: typer.Typer) -> None:
     def demo(
         root: Annotated[str, typer.Option(help="where the run directory goes")] = "runs",
         epochs: Annotated[int | None, typer.Option(help="override the preset's epochs")] = None,
+        set_: Annotated[list[str] | None, typer.Option("--set", help="override: section.key=value")] = None,
+        retrain_epochs: Annotated[int | None, typer.Option(
+            help="epochs of the cleaning and oracle retrainings (default: 2 x early stop, >= 10)")] = None,
     ) -> None:
-        """The main job: 40% label noise memorized on Fashion-MNIST, repaired by truncation, with its report.
+        """The main job: 40% label noise memorized on Fashion-MNIST; which labels are wrong, which
+        model to use (every repair side by side), and the report.
 
         Uses the full Fashion-MNIST where installed, else the class-balanced subset shipped with
         noisescope (same training samples, 5,000 test images); the run says which."""
         preset = "fmnist_demo"
-        overrides = [f"run.root={root!r}"] + ([f"train.epochs={epochs}"] if epochs is not None else [])
-        cfg = load_config(preset, overrides)
+        overrides = [f"run.root={root!r}", *(set_ or [])] + ([f"train.epochs={epochs}"] if epochs is not None else [])
+        if retrain_epochs is not None and retrain_epochs < 1:
+            fail(f"--retrain-epochs must be >= 1, got {retrain_epochs}")
+        try:
+            cfg = load_config(preset, overrides)
+        except ConfigError as exc:
+            fail(str(exc).splitlines()[0])
         console.print(f"[bold]noisescope demo[/]: preset [cyan]{preset}[/]")
-        path = execute(cfg)
+        path = execute(cfg, source=(preset, overrides))
         fig = _figure(path)
-        console.print(f"figure: [bold]{fig}[/]")
-        _demo_repair(path)
-        from noisescope.report import build_report
-
-        report = build_report(path, progress=console.is_terminal)
-        console.print(f"report: [bold]{report}[/] (self-contained HTML: open it in any browser)")
+        console.print(f"figure: [bold]{fig}[/]", soft_wrap=True)
+        _demo_finish(path, retrain_epochs)
 
     @app.command()
     def runs(root: Annotated[str, typer.Argument(help="directory holding runs")] = "runs") -> None:
@@ -202,13 +207,32 @@ def _figure(path: Path) -> Path:
     return plot_dynamics(run.metrics, run.store.figure_dir / "dynamics.png", title=title)
 
 
-def _demo_repair(path: Path) -> None:
-    """The demo's last step: repair the memorized model by spectral truncation (d chosen on
-    noisy validation) and compare it with the final and the early-stopped model."""
-    from noisescope.cli.spectral import comparison_table
-    from noisescope.runs.truncate import truncate_run
+def _demo_finish(path: Path, retrain: int | None) -> None:
+    """After training: label issues, cleaning, the oracle, every repair (``cli.demo``), the
+    report, and the three conclusion lines."""
+    from rich import box
 
-    with console.status("spectral truncation of the final model ..."):
-        rep = truncate_run(path)
-    console.print(comparison_table(rep.comparison, "repair: final vs early stopping vs spectral truncation"))
-    console.print(f"truncated model (d={rep.estimator.d_}) written to [bold]{rep.out}[/]")
+    from noisescope.cli.demo import finish_demo, leaderboard_rows, report_line
+    from noisescope.report import build_report
+
+    with console.status("label issues ...") as status:
+        out = finish_demo(path, retrain, progress=lambda m: status.update(m[:76]))
+    t = out.seconds
+    console.print(f"seconds: label issues {t['label_issues']:.0f}, cleaning {t['cleaning']:.0f}, oracle "
+                  f"{t['oracle']:.0f}, repairs {t['repair']:.0f}", highlight=False)
+    if out.reduced:
+        console.print(f"reduced cost: cleaning and oracle retrained {out.retrain_epochs} of {out.epochs} "
+                      "epochs (see the report)", highlight=False)
+    rows = leaderboard_rows(out.repair.table, out.decision)
+    n_val, n_test = int(out.repair.table["n_val"].max()), int(out.repair.table["n_test"].max())
+    table = Table(title="which model to use", box=box.SIMPLE_HEAD, pad_edge=False)
+    table.add_column("model", no_wrap=True)
+    table.add_column(f"val n={n_val}", justify="right", no_wrap=True)
+    table.add_column(f"clean test n={n_test}", justify="right", no_wrap=True)
+    table.add_column("outcome")
+    for r in rows:
+        table.add_row(*r)
+    console.print(table)
+    report = build_report(path, progress=console.is_terminal)
+    for line in [*out.lines, report_line(report)]:
+        console.print(line, highlight=False, markup=False, soft_wrap=True)
