@@ -142,3 +142,29 @@ def test_planted_tail_truncation_removes_the_noisy_fit(signal, status):
     assert v_.status == status
     if status == "supported":
         assert fit["trunc"] < 0.05 and test_trunc > test_full + 0.2
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("preset, status", [("dd_control", "supported"), ("dd_control_null", "not supported")])
+def test_dd_control_end_to_end(preset, status, tmp_path):
+    """`noisescope run dd_control` then `noisescope verdict RUN` (about 20 s of CPU each)."""
+    from noisescope.config import load_config
+    from noisescope.runs.lifecycle import run_experiment
+    from noisescope.runs.verdict import run_verdict
+
+    cfg = load_config(preset, [f"run.root={tmp_path}", "run.name=r"])
+    claims = {c.key: c for c in run_verdict(run_experiment(cfg)).claims}
+    assert claims["double_descent"].status == status
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("preset, status", [("large_activation_control", "supported"),
+                                            ("large_activation_control_null", "not supported")])
+def test_large_activation_control_end_to_end(preset, status, tmp_path):
+    from noisescope.config import load_config
+    from noisescope.runs.lifecycle import run_experiment
+    from noisescope.runs.verdict import run_verdict
+
+    cfg = load_config(preset, [f"run.root={tmp_path}", "run.name=r"])
+    claims = {c.key: c for c in run_verdict(run_experiment(cfg)).claims}
+    assert claims["large_activation"].status == status
