@@ -1,10 +1,13 @@
 """``noisescope report RUN_OR_SWEEP``: one self-contained HTML file with every figure.
 
-For a run: first the claims scorecard (every claim of the two papers with its status, numbers
-and rule, as ``noisescope verdict``), then the four-subset dynamics and detected double
-descent, the separation heatmap, large activations, test alignment, spectrum and effective rank
-(at initialization, early stopping and the end), rank-risk curves, and the truncation vs
-early-stopping table with the raw-input reference. Every accuracy carries its 95% Wilson
+For a run: first the demo's answer when ``noisescope demo`` made the run (``demo.json``: the
+model to use and the flagged labels, ``report.demo_section``), then the claims scorecard (every
+claim of the two papers with its status, numbers and rule, as ``noisescope verdict``), then the
+four-subset dynamics and detected double descent, the separation heatmap, large activations,
+test alignment, spectrum and effective rank (at initialization, early stopping and the end),
+rank-risk curves, and the truncation vs
+early-stopping table with the raw-input reference, which labels are wrong (with the top
+suspects' thumbnails) and the repair leaderboard. Every accuracy carries its 95% Wilson
 interval and n; a single seed shows no spread. For a sweep: the scorecard over the runs
 (statuses counted, key numbers over seeds), the runs table, headline metrics against each swept
 field (mean and spread over seeds), the truncation table per configuration with its spread over
@@ -59,6 +62,7 @@ def _config_section(config: dict, key: str = "config") -> Section:
 def run_report_sections(path: str | Path, scratch: Path,
                         progress: Callable[[str], None] | None = None) -> tuple[str, list[str], list[Section]]:
     """(title, facts, sections) of one run's report."""
+    from noisescope.report.demo_section import conclusion_section, demo_notes, read_demo
     from noisescope.report.label_issues_section import label_issues_section
     from noisescope.report.scorecard_section import run_claims
     from noisescope.report.sections import run_sections
@@ -71,11 +75,17 @@ def run_report_sections(path: str | Path, scratch: Path,
     claims, source = run_claims(path, run.metrics, summary, run.config)
     sections = run_sections(run.metrics, summary, scratch, _describe(run.config), progress, claims, source)
     sections.append(label_issues_section(path, scratch))
+    demo = read_demo(path)
     if find_spec("noisescope.report.repair_section") is not None:
         from noisescope.report.repair_section import repair_section
 
-        sections.append(repair_section(path, scratch))
+        repair = repair_section(path, scratch)
+        if demo is not None and not repair.missing:
+            repair.notes.extend(demo_notes(demo))
+        sections.append(repair)
     sections.append(_config_section(run.config.to_dict()))
+    if demo is not None:
+        sections.insert(0, conclusion_section(demo))
     return title, facts, sections
 
 
