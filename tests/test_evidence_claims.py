@@ -174,6 +174,9 @@ def test_double_descent_absent_is_gated_on_memorization():
     # a fit that has stopped rising (0.5 since epoch 5; Wilson width on 120 samples ~0.18): not supported
     c = claim_double_descent(dd_rows(rising, noisy=[0.2] * 5 + [0.5] * 15))
     assert c.status == "not supported" and "stopped rising" in c.summary
+    # a fit that fell (the clean labels learned first) and stays low has not begun to memorize
+    c = claim_double_descent(dd_rows(rising, noisy=[0.5] + [0.1] * 19))
+    assert c.status == "inconclusive"
     # no noisy labels: the training fit (0.9 >= 0.9) is the gate
     c = claim_double_descent(dd_rows(rising, noisy=[float("nan")] * 20, n_noisy=0))
     assert c.status == "not supported" and c.numbers["fit_of"].startswith("training")

@@ -34,8 +34,9 @@ CLAIM_RULES: dict[str, str] = {
         "binomial error), noise when it is within 1 standard error, unclear in between. Supported when the loss "
         "curve's double descent is clear; inconclusive when it is unclear; when it is absent: not supported if at"
         " least 90% of the noisy labels were memorized by the final epoch (of all training labels in a run "
-        "without noise) or their fit has stopped rising (from the probe nearest half the final epoch to the final"
-        " one it rose by no more than its Wilson interval width: training longer would not fit more), else "
+        "without noise) or their fit has stopped rising (it rose above its minimum by more than that minimum's "
+        "Wilson interval width, and from the probe nearest half the final epoch to the final one it moved by no "
+        "more than its Wilson interval width: training longer would not fit more), else "
         "inconclusive (train longer: the second descent follows memorization). A run without the loss spread is "
         "read on the test error. Key number: the re-generalization gain, peak minus second minimum of the "
         "deciding curve."
@@ -126,7 +127,7 @@ CLAIM_RULES: dict[str, str] = {
 CHECKED_AGAINST: dict[str, str] = {
     "clean_before_noisy": "df29615873d6",
     "test_error_rises": "fe04d1dd3196",
-    "double_descent": "979e31043515",
+    "double_descent": "5a31b20c75b1",
     "separation_outward": "56f56bbb4403",
     "large_activation": "e6f977837ee8",
     "test_alignment": "58cc7bdcffee",

@@ -119,9 +119,10 @@ def claim_double_descent(metrics: pd.DataFrame, memorized_level: float = MEMORIZ
     inconclusive when it is unclear; when it is absent: not supported if the training labels
     were fitted by the final epoch (noisy training accuracy against observed labels >=
     ``memorized_level`` (0.9); a run without noisy labels: training accuracy >= that level) or
-    the noisy-label fit has stopped rising (it did not rise by more than its Wilson interval
-    width from the probe nearest half the final epoch to the final one: training longer would
-    not fit more), else inconclusive (train longer: the second descent follows memorization). Without
+    the noisy-label fit has stopped rising (it rose above its minimum by more than that
+    minimum's Wilson interval width, and from the probe nearest half the final epoch to the
+    final one it moved by no more than its Wilson interval width: training longer would not
+    fit more), else inconclusive (train longer: the second descent follows memorization). Without
     ``loss_sd`` rows (older runs) the error curve decides, and the summary says so.
     Re-generalization gain: peak - second minimum of the deciding curve; benign overfitting:
     the noisy-label fit at the second minimum >= ``benign_level`` (0.99)."""
@@ -154,14 +155,18 @@ def claim_double_descent(metrics: pd.DataFrame, memorized_level: float = MEMORIZ
     nums.update(fit_final=fit, fit_of=what)
     if math.isfinite(fit) and fit >= memorized_level:
         return _claim(key, NOT_SUPPORTED, nums, f"{words}; {what} fit {fit:.3f} by the final epoch")
-    if what == "noisy-label" and len(noisy) >= 2:
+    if what == "noisy-label" and len(noisy) >= 3:
         final = int(noisy.index[-1])
         half = _nearest([int(x) for x in noisy.index[:-1]], final // 2)
-        rose, mem = _memorization_rose(metrics, half, final, None)
-        nums.update(plateau_from=half, **mem)
-        if not rose:
+        n_noisy = _n(metrics, "noisy_train_obs", None)
+        low, at_half = float(noisy.min()), float(noisy[half])
+        w_low, w_half = _width(low, n_noisy), _width(at_half, n_noisy)
+        began = w_low is not None and fit - low > w_low
+        flat = w_half is not None and abs(fit - at_half) <= w_half
+        nums.update(plateau_from=half, noisy_fit_at_half=at_half, noisy_fit_min=low)
+        if began and flat:
             return _claim(key, NOT_SUPPORTED, nums, f"{words}; the noisy-label fit has stopped rising "
-                          f"({mem['noisy_obs_acc_from']:.3f} at epoch {half}, {fit:.3f} at {final})")
+                          f"({at_half:.3f} at epoch {half}, {fit:.3f} at {final})")
     return _claim(key, INCONCLUSIVE, nums, f"{words}; {what} fit only {fit:.3f}, still rising (train longer)")
 
 
