@@ -257,3 +257,20 @@ def test_stray_temporaries_are_removed_at_the_next_start(done_run, tmp_path):
     (done / "figures" / ".dynamics.png.x1y2.tmp").write_bytes(b"\x89PNG")
     assert run_cli(tmp_path / "b" / "runs").exit_code == 0
     assert not list(done.rglob(".*.tmp"))
+
+
+def test_the_console_script_turns_any_uncaught_user_error_into_one_line(done_run, tmp_path):
+    """``noisescope runs`` reads every run's status.json; a damaged one is named, not a traceback."""
+    import subprocess
+    import sys
+
+    script = Path(sys.executable).parent / "noisescope"
+    if not script.exists():
+        pytest.skip("the noisescope console script is not installed next to this python")
+    run = copy_run(done_run, tmp_path)
+    (run / "status.json").write_text("garbage")
+    out = subprocess.run([str(script), "runs", str(tmp_path / "runs")], capture_output=True, text=True,
+                         timeout=120, env={**os.environ, "COLUMNS": "80"})
+    assert out.returncode == 2, out.stderr
+    err = [ln for ln in out.stderr.splitlines() if ln.strip()]
+    assert len(err) == 1 and err[0].startswith("error:") and "status.json is not valid JSON" in err[0], out.stderr

@@ -25,4 +25,16 @@ for _name in COMMAND_MODULES:
 
 
 def main() -> None:
-    app()
+    """The console script: a :class:`~noisescope.io.UserError` that no command caught (a damaged
+    file, a full disk) still ends as one line and exit status 2."""
+    import sys
+
+    from noisescope.io import UserError
+
+    try:
+        app()
+    except UserError as exc:
+        from noisescope.cli.common import error_line
+
+        error_line(str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+        sys.exit(2)

@@ -14,9 +14,14 @@ console = Console()
 err_console = Console(stderr=True)
 
 
+def error_line(message: str) -> None:
+    """Print ``error: message`` as one line on stderr (no markup parsing)."""
+    err_console.print(Text("error: ", style="bold red") + Text(message), highlight=False, soft_wrap=True)
+
+
 def fail(message: str, code: int = 2) -> NoReturn:
     """Print ``error: message`` as one line on stderr (no markup parsing) and exit with ``code``."""
-    err_console.print(Text("error: ", style="bold red") + Text(message), highlight=False, soft_wrap=True)
+    error_line(message)
     raise typer.Exit(code)
 
 
