@@ -284,8 +284,11 @@ def test_the_imports_of_docs_repair_md_work():
     exec("\n".join(lines), {})  # noqa: S102 - the repository's own documentation
 
 
-def test_the_repair_command_fits_80_columns_end_to_end(runs, report):
+def test_the_repair_command_fits_80_columns_end_to_end(runs, report, tmp_path):
     from width80 import assert_fits
 
     text = assert_fits(["repair", str(runs[0]), "--no-export"])
     assert "early_stop" in text and ("keeping" in text or "recommended" in text)
+    repair_run(runs[1], export=False)  # stored leaderboards of both seeds, then their aggregate
+    text = assert_fits(["repair", str(runs[0]), str(runs[1]), "--reuse", "--out", str(tmp_path / "agg")])
+    assert "over seeds" in text and "chosen" in text
