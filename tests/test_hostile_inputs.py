@@ -205,7 +205,8 @@ def test_a_refused_write_mid_run_is_one_line_and_the_run_resumes_exactly(done_ru
                                                                            code, words):
     fake = _RefusingOs(code, nth=3)  # epochs 0 and 1 are stored; epoch 2's resume state is refused
     monkeypatch.setattr(nio, "os", fake)
-    one_line_error(run_cli(tmp_path / "runs"), "resume.safetensors", words, "run the same command again")
+    line = one_line_error(run_cli(tmp_path / "runs"), "resume.safetensors", words, "run the same command again")
+    assert "[Errno" not in line
     monkeypatch.undo()
     run = tmp_path / "runs" / "r"
     assert not list(run.rglob(".*.tmp"))
@@ -215,6 +216,19 @@ def test_a_refused_write_mid_run_is_one_line_and_the_run_resumes_exactly(done_ru
     a = load_run(run).metrics.sort_values(["epoch", "probe", "tap", "subset", "metric", "index"])
     b = load_run(done_run).metrics.sort_values(["epoch", "probe", "tap", "subset", "metric", "index"])
     pd.testing.assert_frame_equal(a.reset_index(drop=True), b.reset_index(drop=True))
+
+
+def test_a_library_error_wrapping_an_os_error_is_a_write_error(tmp_path):
+    """safetensors reports a full disk as ``SafetensorError('... (os error 28)')``."""
+    from safetensors import SafetensorError
+
+    def write(p: Path) -> None:
+        p.write_bytes(b"partial")
+        raise SafetensorError("Error while serializing: I/O error: No space left on device (os error 28)")
+
+    with pytest.raises(nio.WriteError, match="the disk is full") as info:
+        nio.atomic_write(tmp_path / "w.safetensors", write)
+    assert info.value.errno == errno.ENOSPC and list(tmp_path.iterdir()) == []
 
 
 # -- data that can't make a run ---------------------------------------------------------------

@@ -12,6 +12,7 @@ import errno
 import json
 import math
 import os
+import re
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -35,6 +36,9 @@ class CorruptFileError(UserError):
 class WriteError(OSError, UserError):
     """A write the system refused (disk full, file too large, no permission); ``errno`` is the
     system's. The file it was writing is left as it was (writes are atomic)."""
+
+    def __str__(self) -> str:  # the one line, without OSError's "[Errno N]" prefix
+        return self.strerror or super().__str__()
 
 
 # errno -> (what happened, what to do); anything else is re-raised as it is (a bug or a race)
@@ -79,11 +83,21 @@ def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
                 Path(tmp).unlink(missing_ok=True)
             except OSError:
                 pass
-        if isinstance(exc, OSError) and not isinstance(exc, WriteError):
-            err = write_error(path, exc)
+        if not isinstance(exc, WriteError):
+            code = exc.errno if isinstance(exc, OSError) else _os_error_in(exc)
+            err = write_error(path, OSError(code, str(exc))) if code else None
             if err is not None:
                 raise err from exc
         raise
+
+
+def _os_error_in(exc: BaseException) -> int | None:
+    """The errno a library's own exception wraps (safetensors raises ``SafetensorError('... No
+    space left on device (os error 28)')``), or None."""
+    if not isinstance(exc, Exception):
+        return None
+    m = re.search(r"\(os error (\d+)\)", str(exc))
+    return int(m.group(1)) if m else None
 
 
 def write_json(path: Path, obj: Any) -> None:
