@@ -203,7 +203,15 @@ def register(app: typer.Typer) -> None:
             write_json(dest / "repair.json", {"runs": [str(r) for r in runs],
                                               "aggregate": allagg.astype(object).where(allagg.notna(), None)
                                               .to_dict("records")})
-            console.print(Text(f"aggregate written to {dest / 'repair.json'} and {dest / 'repair.parquet'}"))
+            print_paths("aggregate written to:", dest / "repair.json", dest / "repair.parquet")
+
+
+def print_paths(label: str, *paths: object) -> None:
+    """``label``, then each path whole on a line of its own (to be copied; a path longer than the
+    terminal is left for the terminal to wrap, never folded by rich)."""
+    console.print(Text(label))
+    for p in paths:
+        console.print(Text(str(p)), soft_wrap=True)
 
 
 def _print_report(rep, wide: bool = False) -> None:
@@ -232,4 +240,4 @@ def _print_report(rep, wide: bool = False) -> None:
     for n in rep.notes:
         console.print(Text("note: ", style="yellow") + Text(n))
     if rep.export is not None:
-        console.print(Text(f"{rep.recommended} written to {rep.export}; leaderboard in {rep.path / 'repair.json'}"))
+        print_paths(f"{rep.recommended} written to, and the leaderboard:", rep.export, rep.path / "repair.json")

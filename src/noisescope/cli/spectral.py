@@ -195,8 +195,8 @@ def register(app: typer.Typer) -> None:
         console.print(Text(rep.verdict_line(), style="bold green" if decided else "bold yellow"))
         if rep.warning:
             console.print(Text("warning: ", style="yellow") + Text(rep.warning))
-        what = f"truncated model (d={rep.estimator.d_}, head={head}) written to {rep.out}"
-        if rep.recommended:
-            console.print(Text(what))
-        else:
-            console.print(Text(f"{what} for inspection only: not recommended (truncation.json says why)"))
+        what = f"truncated model (d={rep.estimator.d_}, head={head}) written to"
+        if not rep.recommended:
+            what += " (for inspection only: not recommended; truncation.json says why)"
+        console.print(Text(what + ":"))
+        console.print(Text(str(rep.out)), soft_wrap=True)
