@@ -168,3 +168,24 @@ def test_large_activation_control_end_to_end(preset, status, tmp_path):
     cfg = load_config(preset, [f"run.root={tmp_path}", "run.name=r"])
     claims = {c.key: c for c in run_verdict(run_experiment(cfg)).claims}
     assert claims["large_activation"].status == status
+
+
+@pytest.mark.parametrize("preset", ["dd_control", "dd_control_null", "large_activation_control",
+                                    "large_activation_control_null", "tail_control", "tail_control_null"])
+def test_control_presets_validate_and_build(preset):
+    from noisescope.config import load_config
+    from noisescope.runs.build import prepare_data, prepare_model
+
+    cfg = load_config(preset)
+    model = prepare_model(cfg, prepare_data(cfg))
+    assert model(prepare_data(cfg).x_test[:4]).shape[0] == 4
+
+
+def test_long_horizon_sweeps_expand():
+    from noisescope.sweep.grid import load_sweep_spec
+
+    search = load_sweep_spec("kubo_dd_search").points
+    assert len(search) == 24 and {p.config.model.arch for p in search} == {"mlp3", "mlp5", "mlp7"}
+    assert all(p.config.train.epochs == 1000 and p.config.probe.schedule == "log" for p in search)
+    seeds = load_sweep_spec("kubo_dd_seeds").points
+    assert [(p.config.train.seed, p.config.noise.seed) for p in seeds] == [(0, 0), (1, 1), (2, 2)]
