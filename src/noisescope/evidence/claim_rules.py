@@ -93,10 +93,11 @@ CLAIM_RULES: dict[str, str] = {
     ),
     "truncation_vs_early_stop": (
         "The final model truncated to d* (original head) against the early-stopped model on the clean test "
-        "set. With both models' per-sample correctness (from the checkpoints): supported when the truncated "
-        "accuracy is at least the early-stopped one; not supported when it is lower and McNemar's exact "
-        "p < 0.05; inconclusive otherwise. From the metrics alone: supported when it is at least as high; not "
-        "supported when its Wilson interval lies wholly below the early-stopped one; inconclusive otherwise. "
+        "set; a difference decides only outside its own uncertainty (a tie is inconclusive). With both models' "
+        "per-sample correctness (from the checkpoints): supported when the truncated accuracy is higher and "
+        "McNemar's exact p < 0.05; not supported when it is lower and p < 0.05; inconclusive otherwise. From "
+        "the metrics alone: supported when its Wilson interval lies wholly above the early-stopped one; not "
+        "supported when it lies wholly below; inconclusive otherwise. "
         "Key number: truncated minus early-stopped test accuracy."
     ),
     "systematic_noise_in_signal": (
@@ -134,7 +135,7 @@ CHECKED_AGAINST: dict[str, str] = {
     "effective_rank_grows": "6aa965142eca",
     "noise_in_tail": "c30d71831750",
     "rank_risk_valley": "b4ffb9f8d7a9",
-    "truncation_vs_early_stop": "5d5fa9e876da",
+    "truncation_vs_early_stop": "eabc3ac2dbaf",
     "systematic_noise_in_signal": "d74b0c43890c",
     "no_tail_at_init": "7106545fa96e",
     "wider_larger_tail": "90b56d2ae793",

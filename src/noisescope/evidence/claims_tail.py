@@ -198,13 +198,14 @@ def claim_truncation_vs_early_stop(metrics: pd.DataFrame, test_correct: dict | N
                                    feature_tap: str | None = None, early_stop_epoch: int | None = None,
                                    n_by_subset: dict | None = None, alpha: float = 0.05) -> Claim:
     """The truncated final model (original head, d = trunc_d_star) against the early-stopped model
-    on the clean test set. With per-sample test correctness vectors
-    (``test_correct={"truncated": ..., "early_stop": ...}``): supported when acc_trunc >=
-    acc_early; not supported when it is lower and McNemar's exact p < ``alpha`` (0.05);
+    on the clean test set; a difference decides only outside its own uncertainty (a tie is
+    inconclusive). With per-sample test correctness vectors
+    (``test_correct={"truncated": ..., "early_stop": ...}``): supported when acc_trunc > acc_early
+    and McNemar's exact p < ``alpha`` (0.05); not supported when it is lower with p < ``alpha``;
     inconclusive otherwise. With accuracies only (``trunc_acc_d_star`` test at the final spectral
     epoch; dynamics test accuracy at the early-stopping epoch; Wilson intervals on the test n):
-    supported when acc_trunc >= acc_early; not supported when the truncated interval lies wholly
-    below the early-stopping one; inconclusive otherwise."""
+    supported when the truncated interval lies wholly above the early-stopping one; not supported
+    when it lies wholly below; inconclusive otherwise."""
     key = "truncation_vs_early_stop"
     if test_correct is not None and {"truncated", "early_stop"} <= set(test_correct):
         t, s = test_correct["truncated"], test_correct["early_stop"]
@@ -215,7 +216,8 @@ def claim_truncation_vs_early_stop(metrics: pd.DataFrame, test_correct: dict | N
                 "difference_low": diff.low, "difference_high": diff.high, "method": "McNemar exact (paired)"}
         words = (f"truncated {nums['acc_truncated']:.3f} vs early stopping {nums['acc_early_stop']:.3f}: "
                  f"{diff}; {test}")
-        status = SUPPORTED if diff.diff >= 0 else NOT_SUPPORTED if test.p_value < alpha else INCONCLUSIVE
+        status = INCONCLUSIVE if test.p_value >= alpha or diff.diff == 0 else \
+            SUPPORTED if diff.diff > 0 else NOT_SUPPORTED
         return _claim(key, status, nums, words)
     metrics = _only(metrics, "trunc_acc_d_star", "trunc_d_star", "acc", "n")
     tap = _feature_tap(metrics, feature_tap)
@@ -232,14 +234,13 @@ def claim_truncation_vs_early_stop(metrics: pd.DataFrame, test_correct: dict | N
     if not math.isfinite(a_s):
         return _claim(key, INCONCLUSIVE, nums, f"no test accuracy at the early-stopping epoch {es}")
     words = f"truncated final (d = {d:.0f}) {a_t:.3f} vs early stopping (epoch {es}) {a_s:.3f}"
-    if a_t >= a_s:
-        return _claim(key, SUPPORTED, nums, words)
     if n is None:
         return _claim(key, INCONCLUSIVE, nums, words + "; the number of test samples is unknown (metric n)")
     it, isx = Accuracy.from_value(a_t, n), Accuracy.from_value(a_s, n)
-    nums.update(truncated_high=it.high, early_stop_low=isx.low)
+    nums.update(truncated_low=it.low, truncated_high=it.high, early_stop_low=isx.low, early_stop_high=isx.high)
     words = f"truncated final (d = {d:.0f}) {it} vs early stopping (epoch {es}) {isx}"
-    return _claim(key, NOT_SUPPORTED if it.high < isx.low else INCONCLUSIVE, nums, words)
+    status = SUPPORTED if it.low > isx.high else NOT_SUPPORTED if it.high < isx.low else INCONCLUSIVE
+    return _claim(key, status, nums, words)
 
 
 SYSTEMATIC = ("pairflip",)
