@@ -41,7 +41,12 @@ from spectral_fast_record import REFERENCE, probe_rows  # noqa: E402
 from noisescope import load_config  # noqa: E402
 from noisescope.schedule import probe_epochs  # noqa: E402
 from noisescope.spectral.linear_probe import Readout, cumulative_correct  # noqa: E402
-from noisescope.spectral.segregation import NoiseShareAccumulator, TailFractionAccumulator, noise_share  # noqa: E402
+from noisescope.spectral.segregation import (  # noqa: E402
+    NoiseShareAccumulator,
+    TailFractionAccumulator,
+    noise_share,
+    resolved,
+)
 from noisescope.spectral.stats import FeatureStats  # noqa: E402
 
 KEY = ["epoch", "probe", "tap", "subset", "metric", "index"]
@@ -201,3 +206,20 @@ def test_auto_probe_schedule_is_every_epoch_for_short_runs_and_log_spaced_for_lo
     assert probe_epochs(50, "auto", points=60) == list(range(51))
     cfg = load_config(None, ["probe.schedule=auto"])
     assert cfg.probe.schedule == "auto"
+
+
+def test_a_component_without_variance_has_noise_share_zero_whatever_the_rounding():
+    g = torch.Generator().manual_seed(8)
+    x = torch.randn(1000, 4, generator=g, dtype=torch.float64)
+    x = torch.cat([x, x[:, 3:] * 3.0], 1)  # column 5 = 3 x column 4: one direction without variance
+    y_true = torch.randint(0, 3, (1000,), generator=g)
+    y_obs = torch.where(torch.rand(1000, generator=g) < 0.3, (y_true + 1) % 3, y_true)
+    st = FeatureStats(5, 3, noisy_second_moment=True)
+    st.update(x, y_obs, y_true)
+    spec = st.spectrum()
+    assert resolved(spec.eigvals).tolist() == [True] * 4 + [False]
+    acc = NoiseShareAccumulator(spec, st.n)
+    acc.update(spec.project(x), y_obs != y_true)
+    for rho in (acc.result(), noise_share(st, spec)):
+        assert float(rho[4]) == 0.0 and bool((rho[:4] > 0.1).all())
+    assert torch.allclose(acc.result(), noise_share(st, spec), rtol=0, atol=1e-12)

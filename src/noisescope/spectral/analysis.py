@@ -44,6 +44,7 @@ from noisescope.spectral.stats import FeatureStats, Spectrum
 from noisescope.taps import INPUT_TAP, iter_taps, resolve_taps, stream_splits
 
 EVAL_SUBSETS = ("val", "test")
+LOW_VARIANCE = 1e-6  # components with lambda_k below this share of lambda_1 get float64 coordinates
 
 
 @dataclass
@@ -275,9 +276,11 @@ class SpectralReducer:
         from noisescope.evidence.tail import TailMarginAccumulator, TruncatedFitAccumulator
 
         data = self.data
-        acc, fit, margin, shares = {}, {}, {}, {}
+        acc, fit, margin, shares, low = {}, {}, {}, {}, {}
         for n, res in self.out.items():
             shares[n] = NoiseShareAccumulator(res.spectrum, self.stats[n].n)
+            lam = res.spectrum.eigvals
+            low[n] = torch.nonzero(lam < LOW_VARIANCE * lam[0]).reshape(-1)
             acc[n] = TailFractionAccumulator(res.spectrum, self.stats[n].clean_class_means(), res.d_grid)
             if res.head is not None:
                 fit[n] = TruncatedFitAccumulator(res.head, res.d_grid)
@@ -305,6 +308,8 @@ class SpectralReducer:
                     self._fit_batch(res, acts[n], y_obs, data.noise_mask[sl], fit[n], margin.get(n), z)
                 else:
                     z = res.spectrum.project(acts[n], None, self.projection_dtype)
+                    if z.dtype != torch.float64 and len(low[n]):
+                        z = self._exact_low(res.spectrum, acts[n], z, low[n])
                 shares[n].update(z, data.noise_mask[sl])
                 acc[n].update(acts[n], y_obs, y_true, z=z)
         for n, res in self.out.items():
@@ -316,6 +321,17 @@ class SpectralReducer:
                 res.tail_margin = margin[n].result()
         self._cache = None
         self._say("segregation")
+
+    @staticmethod
+    def _exact_low(spectrum: Spectrum, feats: torch.Tensor, z: torch.Tensor, low: torch.Tensor) -> torch.Tensor:
+        """z (B, D) single-precision coordinates -> float64, those of the components ``low``
+        (variance below LOW_VARIANCE of the largest) recomputed in float64: single-precision
+        rounding of (f - mu) . v_k is ~1e-7 |f - mu|, enough to swamp a component's noise
+        share when its own spread is that small."""
+        z = z.to(torch.float64)
+        v = spectrum.eigvecs
+        z[:, low] = feats.to(v.device, torch.float64).sub(spectrum.mean) @ v[:, low]
+        return z
 
     def _fit_batch(self, res: TapAnalysis, feats: torch.Tensor, y_obs: torch.Tensor, noisy: torch.Tensor,
                    fit: Any, margin: Any, z: torch.Tensor) -> None:

@@ -20,25 +20,37 @@ import torch
 from noisescope.spectral.stats import FeatureStats, Spectrum
 
 
+def resolved(eigvals: torch.Tensor) -> torch.Tensor:
+    """(D,) bool: the components with variance, lambda_k > D eps lambda_1 (eps = float64
+    resolution). Below that the eigendecomposition cannot tell lambda_k from 0 and v_k is any
+    direction of the numerical null space, so a noise share there would be rounding noise."""
+    eps = torch.finfo(torch.float64).eps
+    return eigvals > len(eigvals) * eps * float(eigvals.max().clamp_min(0.0))
+
+
+def _share(num: torch.Tensor, den: torch.Tensor, eigvals: torch.Tensor) -> torch.Tensor:
+    ok = resolved(eigvals) & (den > 0)
+    return torch.where(ok, num / den.clamp_min(1e-300), torch.zeros_like(den)).clamp(0.0, 1.0)
+
+
 def noise_share(stats: FeatureStats, spectrum: Spectrum) -> torch.Tensor:
-    """(D,) float64 rho_k; 0 where the component has no variance.
+    """(D,) float64 rho_k; 0 where the component has no variance (see :func:`resolved`).
 
     ``stats`` needs ``noisy_second_moment=True`` and both label kinds in ``update``.
     """
     s_noisy = stats.noisy_centered_second_moment()
     v = spectrum.eigvecs
     num = ((s_noisy @ v) * v).sum(0)
-    den = stats.n * spectrum.eigvals
-    return torch.where(den > 0, num / den.clamp_min(1e-300), torch.zeros_like(den)).clamp(0.0, 1.0)
+    return _share(num, stats.n * spectrum.eigvals, spectrum.eigvals)
 
 
 class NoiseShareAccumulator:
     """rho_k streamed from the training samples' principal coordinates (no noisy Gram matrix):
     rho_k = sum_{noisy i} z_ik^2 / (N lambda_k), z = (f - mu) V over every component.
 
-    The same rho_k as :func:`noise_share` up to rounding: float32 coordinates move a
-    component's rho_k by ~1e-7 relative to its own variance, more on components whose
-    variance is near the float32 resolution of the features (lambda_k / lambda_1 < ~1e-6).
+    The same rho_k as :func:`noise_share` up to rounding, given float64 coordinates for the
+    components whose variance is below ~1e-6 of the largest (float32 rounding of z_ik,
+    ~1e-7 |f_i - mu|, would swamp those; the analysis recomputes them in float64).
 
     Args:
         spectrum: the training-feature spectrum (eigenvalues, D).
@@ -46,6 +58,7 @@ class NoiseShareAccumulator:
     """
 
     def __init__(self, spectrum: Spectrum, n: int) -> None:
+        self.eigvals = spectrum.eigvals
         self.den = n * spectrum.eigvals
         self.num = torch.zeros_like(self.den)
 
@@ -58,9 +71,8 @@ class NoiseShareAccumulator:
         self.num += zn.square_().sum(0)
 
     def result(self) -> torch.Tensor:
-        """(D,) float64 rho_k; 0 where the component has no variance."""
-        den = self.den
-        return torch.where(den > 0, self.num / den.clamp_min(1e-300), torch.zeros_like(den)).clamp(0.0, 1.0)
+        """(D,) float64 rho_k; 0 where the component has no variance (see :func:`resolved`)."""
+        return _share(self.num, self.den, self.eigvals)
 
 
 class TailFractionAccumulator:
