@@ -150,7 +150,7 @@ def test_board_summary_checks_the_goal_on_every_seed() -> None:
     def row(method: str, seed: int, acc: float, gap: float, p: float, b: int, c: int, comp: float) -> dict:
         r = dict.fromkeys(COLUMNS, 0.0)
         r.update(noise="sym40", seed=seed, method=method, test_acc=acc, gap_closed=gap, es_p=p, es_b=b, es_c=c,
-                 compute=comp)
+                 compute=1.0, compute_nominal=comp)
         return r
 
     rows = [row("elr", s, 0.84, 0.7, 0.001, 300, 100, 1.1) for s in range(3)]

@@ -33,8 +33,9 @@ is exported (``runs.repair_export.export_module``: safetensors + JSON) to
 ``OUT/recommended/<noise>-s<seed>`` and reloaded (``load_repair``) to check its test accuracy. The summary
 (``SUMMARY_COLUMNS``) gives per (noise, method) the mean test accuracy with its t-interval over
 seeds (``evidence.intervals.aggregate_seeds``), the mean gap closed, the seeds with McNemar
-p < 0.05 in its favour, the mean compute and whether the issue's goal is met (gap closed >=
-``GOAL_GAP[noise]`` on average, p < 0.05 in favour on every seed, compute <= 3 runs).
+p < 0.05 in its favour, the mean measured and the nominal compute, and whether the issue's goal
+is met (gap closed >= ``GOAL_GAP[noise]`` on average, p < 0.05 in favour on every seed of at
+least 3, nominal compute <= 3 runs: wall-time ratios on a shared machine move with its load).
 """
 
 from __future__ import annotations
@@ -59,7 +60,7 @@ COLUMNS = ["noise", "seed", "method", "kind", "epoch", "val_acc", "n_val", "test
            "n_test", "es_b", "es_c", "es_p", "gap_closed", "final_test_acc", "memorized", "final_memorized",
            "tail_clean", "tail_noisy", "compute", "compute_nominal"]
 SUMMARY_COLUMNS = ["noise", "method", "n_seeds", "mean", "low", "high", "gap_closed", "gap_min", "seeds_sig",
-                   "compute", "goal"]
+                   "compute", "compute_nominal", "goal"]
 #: the issue's goal: mean fraction of the early-stopping -> oracle gap closed, per noise
 GOAL_GAP = {"sym40": 0.6, "pair40": 0.4, "human35": 0.4}
 GOAL_COMPUTE = 3.0
@@ -177,12 +178,12 @@ def summarize(table: pd.DataFrame) -> pd.DataFrame:
         s = aggregate_seeds(g["test_acc"].to_numpy(), domain=UNIT)
         sig = int(((g["es_p"] < ALPHA) & (g["es_b"] > g["es_c"])).sum())
         gap = float(g["gap_closed"].mean())
-        comp = float(g["compute"].mean())
+        comp, nominal = float(g["compute"].mean()), float(g["compute_nominal"].max())
         goal = bool(method not in ("early_stop", "oracle") and gap >= GOAL_GAP.get(noise, 0.6)
-                    and sig == len(g) and len(g) >= 3 and comp <= GOAL_COMPUTE)
+                    and sig == len(g) and len(g) >= 3 and nominal <= GOAL_COMPUTE)
         out.append({"noise": noise, "method": method, "n_seeds": len(g), "mean": s.mean, "low": s.low,
                     "high": s.high, "gap_closed": gap, "gap_min": float(g["gap_closed"].min()),
-                    "seeds_sig": sig, "compute": comp, "goal": goal})
+                    "seeds_sig": sig, "compute": comp, "compute_nominal": nominal, "goal": goal})
     return pd.DataFrame(out, columns=SUMMARY_COLUMNS)
 
 
