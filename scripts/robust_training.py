@@ -37,7 +37,9 @@ PHASES = (
     (("sym40",), (0,), ("gce", "sce", "mixup", "rank_tail")),
     (("sym40",), (1, 2), ("ce", "oracle", "elr")),
     (("pair40", "human35"), (1, 2), ("ce", "elr")),
-    (NOISES, (0, 1, 2), ("clean", "coteaching")),
+    (("sym40",), (1, 2), ("gce", "sce")),
+    (NOISES, (0, 1, 2), ("clean",)),
+    (NOISES, (0, 1, 2), ("coteaching",)),
     (NOISES, (0, 1, 2), LATER),
 )
 
