@@ -33,7 +33,7 @@ from noisescope.evidence.claims_common import (
     _taps,
     _width,
 )
-from noisescope.evidence.descent import CLEAR, UNCLEAR, read_descent, test_curves
+from noisescope.evidence.descent import ABSENT, CLEAR, UNCLEAR, read_descent, test_curves
 from noisescope.evidence.rules import LARGE, MEDIAN_REL_ERROR, UNDECIDED, large_activation_flag, neuron_follows
 from noisescope.metrics import curve, select
 
@@ -185,6 +185,8 @@ def _fitted(metrics: pd.DataFrame, noisy: pd.Series) -> tuple[float, str]:
 def _descent_words(name: str, r: dict) -> str:
     if "peak_epoch" not in r:
         return f"test {name}: no minimum-peak-minimum"
+    if r["status"] == ABSENT:
+        return f"test {name}: absent (no first descent, rise and fall each beyond 1 SE)"
     return (f"test {name} {r['first_min']:.3f} (epoch {r['first_min_epoch']}) -> {r['peak']:.3f} "
             f"(epoch {r['peak_epoch']}) -> {r['second_min']:.3f} (epoch {r['second_min_epoch']}): "
             f"{r['status']} (fall {r['fall']:.3f} vs SE {r['fall_se']:.3f})")
