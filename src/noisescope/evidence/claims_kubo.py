@@ -186,7 +186,7 @@ def _descent_words(name: str, r: dict) -> str:
     if "peak_epoch" not in r:
         return f"test {name}: no minimum-peak-minimum"
     if r["status"] == ABSENT:
-        return f"test {name}: absent (no first descent, rise and fall each beyond 1 SE)"
+        return f"test {name}: absent (a move within 1 SE, or none)"
     return (f"test {name} {r['first_min']:.3f} (epoch {r['first_min_epoch']}) -> {r['peak']:.3f} "
             f"(epoch {r['peak_epoch']}) -> {r['second_min']:.3f} (epoch {r['second_min_epoch']}): "
             f"{r['status']} (fall {r['fall']:.3f} vs SE {r['fall_se']:.3f})")
