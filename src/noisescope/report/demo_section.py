@@ -50,5 +50,6 @@ def conclusion_section(info: dict) -> Section:
 
 
 def demo_notes(info: dict) -> list[str]:
-    """Sentences for the repair section: the retrainings' reduced length, when reduced."""
-    return [str(info["note"])] if info.get("reduced") and info.get("note") else []
+    """Sentences for the repair section: how the demo reduced the cost (retrainings' length,
+    weight truncation's rank strategy)."""
+    return [str(info["note"])] if info.get("note") else []
