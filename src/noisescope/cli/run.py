@@ -215,8 +215,11 @@ def _demo_finish(path: Path, retrain: int | None) -> None:
     from noisescope.cli.demo import finish_demo, leaderboard_rows, report_line
     from noisescope.report import build_report
 
-    with console.status("label issues ...") as status:
-        out = finish_demo(path, retrain, progress=lambda m: status.update(m[:76]))
+    try:
+        with console.status("label issues ...") as status:
+            out = finish_demo(path, retrain, progress=lambda m: status.update(m[:76]))
+    except (ValueError, FileNotFoundError, ConfigError, UserError) as exc:  # the trained run is kept
+        fail(f"demo after training ({path}): {str(exc).splitlines()[0] if str(exc) else repr(exc)}")
     t = out.seconds
     console.print(f"seconds: label issues {t['label_issues']:.0f}, cleaning {t['cleaning']:.0f}, oracle "
                   f"{t['oracle']:.0f}, repairs {t['repair']:.0f}", highlight=False)
