@@ -39,29 +39,39 @@ def full_rank(module: nn.Module) -> int:
     return min(w.shape[0], w[0].numel())
 
 
-def low_rank(weight: torch.Tensor, r: int) -> torch.Tensor:
+def weight_svd(weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(U, S, Vh) of the (out, fan_in) reshape of a weight tensor, in float64 (thin SVD)."""
+    return torch.linalg.svd(weight.detach().reshape(weight.shape[0], -1).double(), full_matrices=False)
+
+
+def low_rank(weight: torch.Tensor, r: int,
+             svd: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
     """Best rank-r approximation of a weight tensor (matrix or conv kernel), same shape and dtype.
 
     The SVD runs in float64 on the (out, fan_in) reshape; the result is cast back. ``r`` at or
-    above the full rank returns ``weight`` itself (no round trip).
+    above the full rank returns ``weight`` itself (no round trip). ``svd``: this weight's
+    :func:`weight_svd`, when already computed (the same result, without a new SVD).
     """
     mat = weight.detach().reshape(weight.shape[0], -1)
     if r < 1:
         raise ValueError(f"rank must be at least 1, got {r}")
     if r >= min(mat.shape):
         return weight
-    u, s, vh = torch.linalg.svd(mat.double(), full_matrices=False)
+    u, s, vh = svd if svd is not None else weight_svd(weight)
     approx = (u[:, :r] * s[:r]) @ vh[:r]
     return approx.to(weight.dtype).reshape(weight.shape)
 
 
-def truncate_weights(model: nn.Module, ranks: dict[str, int]) -> nn.Module:
+def truncate_weights(model: nn.Module, ranks: dict[str, int],
+                     svds: dict[str, tuple[torch.Tensor, torch.Tensor, torch.Tensor]] | None = None) -> nn.Module:
     """A deep copy of ``model`` whose named layers carry rank-r weights.
 
     Args:
         model: any ``nn.Module``; it is not modified.
         ranks: dotted layer name -> rank r >= 1 (a Linear / Conv layer of the model). A rank at
             or above the layer's full rank keeps the layer exactly as it is.
+        svds: layer name -> :func:`weight_svd` of ``model``'s weight, computed once by a caller
+            that truncates the same model many times (``choose_ranks``).
 
     Returns:
         The copy, in the mode (train / eval) of ``model``.
@@ -79,7 +89,7 @@ def truncate_weights(model: nn.Module, ranks: dict[str, int]) -> nn.Module:
         if int(r) >= full_rank(layer):
             continue
         with torch.no_grad():
-            layer.weight.copy_(low_rank(layer.weight, int(r)))
+            layer.weight.copy_(low_rank(layer.weight, int(r), (svds or {}).get(name)))
     return out
 
 
@@ -188,10 +198,14 @@ def choose_ranks(
     found = _layers(model, layers)
     full = {n: full_rank(m) for n, m in found.items()}
     trials: list[dict] = []
+    svds: dict[str, tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = {}  # one SVD per layer
 
     def evaluate(ranks: dict[str, int], **info: object) -> int:
         cut = {n: r for n, r in ranks.items() if r < full[n]}
-        correct = int(score(truncate_weights(model, cut) if cut else model))
+        for n in cut:
+            if n not in svds:
+                svds[n] = weight_svd(found[n].weight)
+        correct = int(score(truncate_weights(model, cut, svds) if cut else model))
         trials.append({**info, "ranks": dict(ranks), "correct": correct})
         return correct
 
