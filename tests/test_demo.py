@@ -52,6 +52,15 @@ def test_retrain_epochs_rule():
     assert retrain_epochs(50, None) == 50  # no early stop: the full length
 
 
+def test_reduced_note_says_what_was_cut_and_how_to_run_it_in_full():
+    from noisescope.cli.demo import reduced_note
+
+    note = reduced_note({"epochs": 50, "retrain_epochs": 16, "early_stop_epoch": 8})
+    assert "trained for 16 epochs (twice the run's early-stopping epoch 8, at least 10) instead of the run's 50" in note
+    assert "noisescope repair RUN --clean remove --oracle" in note
+    assert "full 12 epochs" in reduced_note({"epochs": 12, "retrain_epochs": 12, "early_stop_epoch": 8})
+
+
 def test_model_line_recommended_names_the_closest_win():
     es = _correct(1000, 600, 0)
     better = es.copy()

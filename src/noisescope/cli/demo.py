@@ -11,9 +11,8 @@ report shows first.
 Reduced cost: retraining twice at the run's full length would push the demo past ~5 minutes
 on 2 CPU cores, so cleaning and the oracle train for :func:`retrain_epochs` epochs (twice the
 run's early-stopping epoch, at least 10, at most the run's epochs); each is early-stopped on
-its own validation split within them, as every model of the leaderboard. Weight truncation
-keeps one shared fraction of every layer's rank (``RANK_STRATEGY``) instead of the greedy
-per-layer choice. ``demo.json`` and the report say so.
+its own validation split within them, as every model of the leaderboard. ``demo.json`` and the
+report say so.
 """
 
 from __future__ import annotations
@@ -34,10 +33,6 @@ DEMO_JSON = "demo.json"
 WIDTH = 80
 #: kinds of repair rows that are not candidates of the recommendation (runs.repair)
 NOT_CANDIDATES = ("reference", "oracle")
-#: weight truncation's ranks in the demo: one kept fraction for every layer (9 scores, 27 SVDs)
-#: instead of ``noisescope repair``'s greedy per-layer choice (25 scores, 54 SVDs: the repair's
-#: costliest row)
-RANK_STRATEGY = "shared"
 FULL_LENGTH = ("full length: delete RUN/cleaned and RUN/oracle, then run `noisescope repair RUN "
                "--clean remove --oracle`")
 
@@ -193,7 +188,7 @@ def finish_demo(path: str | Path, retrain: int | None = None,
 
     say("repair: every repair side by side")
     t0 = time.perf_counter()
-    repair = repair_run(path, oracle=True, clean="remove", clean_method=method, rank_strategy=RANK_STRATEGY,
+    repair = repair_run(path, oracle=True, clean="remove", clean_method=method,
                         progress=lambda m: say(f"repair: {m}"))
     seconds["repair"] = time.perf_counter() - t0
     out = DemoOutcome(path, labels, repair, decision_of(repair), method, epochs, n_retrain,
@@ -206,15 +201,12 @@ def finish_demo(path: str | Path, retrain: int | None = None,
 def reduced_note(info: dict) -> str:
     """The sentence the report shows about the retrainings' length."""
     e, r, es = info.get("epochs"), info.get("retrain_epochs"), info.get("early_stop_epoch")
-    ranks = ("weight_trunc:val keeps one shared fraction of every layer's rank (`noisescope repair` "
-             "chooses each layer's rank greedily)")
     if not r or r >= (e or 0):
-        return f"Cleaning + retraining and the oracle trained for the run's full {e} epochs; {ranks}."
+        return f"Cleaning + retraining and the oracle trained for the run's full {e} epochs."
     return (f"Reduced cost (demo): cleaning + retraining and the clean-label oracle trained for {r} "
             f"epochs (twice the run's early-stopping epoch {es}, at least 10) instead of the run's {e}, "
             "to keep `noisescope demo` within ~5 minutes on 2 CPU cores; each is early-stopped on its own "
-            f"validation split within them; {ranks}. For the full length and greedy ranks: "
-            f"{FULL_LENGTH.removeprefix('full length: ')}.")
+            f"validation split within them. For the full length: {FULL_LENGTH.removeprefix('full length: ')}.")
 
 
 def write_demo_json(out: DemoOutcome) -> Path:

@@ -50,6 +50,5 @@ def conclusion_section(info: dict) -> Section:
 
 
 def demo_notes(info: dict) -> list[str]:
-    """Sentences for the repair section: how the demo reduced the cost (retrainings' length,
-    weight truncation's rank strategy)."""
+    """Sentences for the repair section: the retrainings' length (reduced in the demo)."""
     return [str(info["note"])] if info.get("note") else []
