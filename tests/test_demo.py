@@ -97,7 +97,7 @@ def test_model_line_default_best():
     dec = recommend({"early_stop": es, "final": worse}, default="early_stop")
     line = model_line(dec, _table({"early_stop": 0.8, "final": 0.6}))
     _no_split(line)
-    assert "early_stop" in line and "next final" in line
+    assert "early_stop" in line and "final not better" in line
 
 
 def test_labels_line_scores_the_default_ranking_against_the_mask():

@@ -101,8 +101,8 @@ def model_line(decision, table: pd.DataFrame, width: int = WIDTH) -> str:
             long = f"no decision: {dec.first} vs {dec.second} {gap} val ({p})"
             short = f"no decision vs {other} ({p})"
         else:
-            long = f"most accurate on val; next {dec.second} ({gap}, {p})"
-            short = f"next {dec.second} ({p})"
+            long = f"most accurate on val; {dec.second} not better ({gap}, {p})"
+            short = f"{dec.second} not better ({p})"
     name = decision.choice
     tag = {"recommended": "use", "no decision": "kept"}.get(decision.status, "keep")
     tiny = "" if dec is None else (f"vs {dec.first if dec.second == name else dec.second} "

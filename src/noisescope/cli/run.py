@@ -229,10 +229,10 @@ def _demo_finish(path: Path, retrain: int | None) -> None:
     rows = leaderboard_rows(out.repair.table, out.decision)
     n_val, n_test = int(out.repair.table["n_val"].max()), int(out.repair.table["n_test"].max())
     table = Table(title=f"which model to use (noisy val n={n_val}, clean test n={n_test})", box=box.SIMPLE_HEAD,
-                  pad_edge=False)
+                  pad_edge=False, show_edge=False)
     table.add_column("model", no_wrap=True)
-    table.add_column("val", justify="right", no_wrap=True)
-    table.add_column("clean test [95% CI]", justify="right", no_wrap=True)
+    table.add_column("val", justify="right", no_wrap=True, min_width=5)
+    table.add_column("clean test [95% CI]", justify="right", no_wrap=True, min_width=20)
     table.add_column("outcome", no_wrap=True)
     for r in rows:
         table.add_row(*r)
