@@ -114,16 +114,3 @@ def test_run_with_tensorboard_logger(tmp_path):
                               *sum((["--set", s] for s in SMALL), [])])
     assert bad.exit_code == 2 and "wandb" in bad.output
     assert not any((tmp_path).glob("demo-*"))
-
-
-def test_demo_end_to_end_short(tmp_path):
-    """`noisescope demo` (one epoch): says which data it used, trains, repairs, reports."""
-    result = runner.invoke(app, ["demo", "--root", str(tmp_path), "--epochs", "1"])
-    assert result.exit_code == 0, result.output
-    assert "preset" in result.output and ("fmnist_demo" in result.output or "synthetic" in result.output)
-    run_dir = next(tmp_path.glob("demo-*"))
-    assert (run_dir / "figures" / "dynamics.png").exists()
-    assert (run_dir / "truncated" / "epoch_0001" / "model.safetensors").exists()
-    html = (run_dir / "report.html").read_text()
-    assert "Spectrum and effective rank" in html and "Clean/noisy separation" in html
-    assert "truncated_final" in result.output
