@@ -152,15 +152,8 @@ class MarginRecorder:
             raise ValueError(f"frame lacks column(s) {sorted(missing)}")
         rec = cls(n, dtype)
         for epoch, part in frame.sort_values(["epoch", "index"]).groupby("epoch", sort=True):
-            idx = torch.from_numpy(part["index"].to_numpy(np.int64, copy=True))
-            if len(idx) and (int(idx.min()) < 0 or int(idx.max()) >= n):
-                raise ValueError(f"frame has index outside [0, {n}) at epoch {epoch}")
-            vals = torch.from_numpy(part["margin"].to_numpy(np.float32, copy=True))
-            if dtype == torch.float16:
-                vals = vals.clamp(-FP16_MAX, FP16_MAX)
-            row = rec._row(int(epoch))
-            rec._block[row, idx] = vals.to(dtype)
-            rec._filled[row][idx] = True
+            rec._fill(int(epoch), torch.from_numpy(part["index"].to_numpy(np.int64, copy=True)),
+                      torch.from_numpy(part["margin"].to_numpy(np.float32, copy=True)), "frame")
         return rec
 
     @classmethod
@@ -179,15 +172,19 @@ class MarginRecorder:
             val_all = table.column("margin").to_numpy().astype(np.float32)
             for epoch in np.unique(ep):
                 sel = ep == epoch
-                idx, vals = torch.from_numpy(idx_all[sel]), torch.from_numpy(val_all[sel])
-                if len(idx) and (int(idx.min()) < 0 or int(idx.max()) >= n):
-                    raise ValueError(f"{path} has index outside [0, {n}) at epoch {epoch}")
-                if dtype == torch.float16:
-                    vals = vals.clamp(-FP16_MAX, FP16_MAX)
-                row = rec._row(int(epoch))
-                rec._block[row, idx] = vals.to(dtype)
-                rec._filled[row][idx] = True
+                rec._fill(int(epoch), torch.from_numpy(idx_all[sel]), torch.from_numpy(val_all[sel]), str(path))
         return rec
+
+    def _fill(self, epoch: int, idx: torch.Tensor, vals: torch.Tensor, where: str) -> None:
+        """Store (k,) float32 margins ``vals`` of samples ``idx`` at ``epoch`` (read from ``where``)."""
+        n = self.n
+        if len(idx) and (int(idx.min()) < 0 or int(idx.max()) >= n):
+            raise ValueError(f"{where} has index outside [0, {n}) at epoch {epoch}")
+        if self.dtype == torch.float16:
+            vals = vals.clamp(-FP16_MAX, FP16_MAX)
+        row = self._row(epoch)
+        self._block[row, idx] = vals.to(self.dtype)
+        self._filled[row][idx] = True
 
     # ------------------------------------------------------------------ resume
     def state_dict(self) -> dict[str, torch.Tensor]:
