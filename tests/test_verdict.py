@@ -99,7 +99,7 @@ def test_verdict_prints_every_claim_and_writes_verdict_json(run_dir, wide_consol
         assert CLAIM_TEXT[key][0] in res.output, key
     # a not-measured claim says how: the commands whole, each on a line of its own
     lines = res.output.splitlines()
-    assert "noisescope sweep malignant_width" in lines and "noisescope verdict SWEEP" in lines
+    assert "noisescope sweep malignant_width" in lines and "noisescope verdict sweeps/malignant_width" in lines
     data = json.loads((run_dir / "verdict.json").read_text())
     assert [c["key"] for c in data["claims"]] == list(CLAIM_FUNCTIONS)
     assert all(c["status"] in ("supported", "not supported", "inconclusive", "not measured") for c in data["claims"])

@@ -168,7 +168,7 @@ def claim_rank_risk_valley(metrics: pd.DataFrame, k_star: int | None = None, fea
     if k_star is None:
         return _claim(key, NOT_MEASURED, {}, "needs data with a known signal dimension k*",
                       "noisescope run synthetic_demo --set 'probe.probes=[\"dynamics\", \"spectral\"]', "
-                      "then noisescope verdict RUN (k* from data.options.k_star)")
+                      "then noisescope verdict runs/demo-synthetic-sym40-mlp3x512")
     metrics = _only(metrics, "probe_acc", "trunc_d_star", "n")
     tap = _feature_tap(metrics, feature_tap)
     rows = select(metrics, probe="spectral", metric="probe_acc", subset="test", tap=tap)
@@ -312,7 +312,7 @@ def claim_wider_larger_tail(metrics: pd.DataFrame, by_width: dict[int, pd.DataFr
     key = "wider_larger_tail"
     if not by_width or len(by_width) < 2:
         return _claim(key, NOT_MEASURED, {}, "needs a width sweep (one run has one width)",
-                      "noisescope sweep malignant_width, then noisescope verdict SWEEP")
+                      "noisescope sweep malignant_width, then noisescope verdict sweeps/malignant_width")
     shares: dict[int, float] = {}
     for width in sorted(by_width):
         m = _only(by_width[width], "eigval", "trunc_d_star")
