@@ -17,7 +17,7 @@ app = typer.Typer(
 )
 
 # one module per command group: noisescope.cli.<name>.register(app)
-COMMAND_MODULES = ["run", "spectral", "signals", "sweep", "report", "verdict", "label_issues", "repair"]
+COMMAND_MODULES = ["run", "spectral", "signals", "sweep", "report", "verdict", "label_issues", "repair", "methods"]
 
 for _name in COMMAND_MODULES:
     if find_spec(f"noisescope.cli.{_name}") is not None:

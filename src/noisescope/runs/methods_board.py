@@ -90,8 +90,9 @@ def _memorized(run: Run, epoch: int) -> float:
     return float(c.loc[epoch]) if epoch in c.index and c.notna().any() else float("nan")
 
 
-def _group(out: Path) -> tuple[dict, dict]:
-    timings = read_json(out / "timings.json") if (out / "timings.json").exists() else {}
+def _group(out: Path, timings: dict | None = None) -> tuple[dict, dict]:
+    if timings is None:
+        timings = read_json(out / "timings.json") if (out / "timings.json").exists() else {}
     groups: dict[tuple[str, int], dict[str, dict]] = {}
     for name, t in timings.items():
         if t["method"] == "oracle":
@@ -101,11 +102,15 @@ def _group(out: Path) -> tuple[dict, dict]:
     return groups, oracles
 
 
-def board(out: str | Path, batch_size: int = 2048) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, dict]:
+def board(out: str | Path, batch_size: int = 2048, timings: dict | None = None,
+          export: bool = True) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, dict]:
     """(COLUMNS table, SUMMARY_COLUMNS summary, memorization curves, decisions) of the runs in
-    ``out`` (module docstring). Groups without a finished cross-entropy run are skipped."""
+    ``out`` (module docstring). Groups without a finished cross-entropy run are skipped.
+    ``timings``: the ``timings.json`` entries to use instead of the file (names may be absolute
+    run paths; ``seconds`` NaN when unknown); ``export=False``: nothing is written (no
+    ``recommended/`` export; the decisions carry no ``export`` / ``reloaded_test_acc``)."""
     out = Path(out)
-    groups, oracles = _group(out)
+    groups, oracles = _group(out, timings)
     rows, curves, decisions = [], [], {}
     for (noise, seed), entries in sorted(groups.items()):
         if "ce" not in entries:
@@ -158,6 +163,10 @@ def board(out: str | Path, batch_size: int = 2048) -> tuple[pd.DataFrame, pd.Dat
                 for epoch, v in c.items():
                     curves.append({"noise": noise, "seed": seed, "method": m, "epoch": int(epoch), "memorized": v})
         dec = recommend({m: v for m, v in val.items() if m != "oracle"}, default="early_stop")
+        if not export:
+            decisions[f"{noise}-s{seed}"] = {"choice": dec.choice, "status": dec.status, "line": dec.line,
+                                             "test_acc": float(right[dec.choice].mean())}
+            continue
         run, e = models[dec.choice][0], models[dec.choice][1]
         where = export_module(run.model(e), out / EXPORT_DIR / f"{noise}-s{seed}",
                               {"model": model_spec(run), "method": dec.choice, "epoch": int(e),

@@ -1,0 +1,136 @@
+"""``noisescope methods RUN [RUN ...] | --root DIR``: the training-method leaderboard
+(``runs.methods_board``) of a set of runs, in the terminal (80 columns).
+
+Runs are grouped by (noise, seed) from their configs: ``train.method`` names the method
+(``ce``: cross-entropy, whose early-stopped checkpoint is the baseline), a run with
+``noise.model = "none"`` is the clean-label oracle of its ``train.seed``. ``--root DIR`` reads
+``DIR/timings.json`` when it exists (``scripts/robust_training.py``'s directory: measured
+compute, cleaning rows), else takes every run directory directly inside DIR. Nothing is written.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import pandas as pd
+import typer
+from rich import box
+from rich.table import Table
+from rich.text import Text
+
+from noisescope.cli.common import cell, console, fail
+
+CAPTION = ("ES: early stopping (cross-entropy). Each model at its own early-stopping epoch. "
+           "vs ES: clean-test points (McNemar's exact p). noisy fit: noisy training samples "
+           "fitted to their wrong labels. gap: share of the ES -> oracle gap "
+           "closed. compute: nominal passes per sample (x one run; measured in parentheses when "
+           "timings.json has it). The recommendation: docs/definitions.md, one rule.")
+
+
+def noise_label(model: str, rate: float) -> str:
+    """The group name of a noise config, e.g. ``symmetric40`` (rate in percent)."""
+    return f"{model}{round(100 * rate)}"
+
+
+def timings_of(paths: list[Path]) -> dict[str, dict]:
+    """``timings.json``-like entries (``runs.methods_board``) for run directories, read from
+    their configs; seconds unknown (NaN). Raises ValueError naming a duplicate or a non-run."""
+    from noisescope.runs.run import load_run
+
+    out: dict[str, dict] = {}
+    seen: dict[tuple[str, int, str], Path] = {}
+    for p in paths:
+        try:
+            cfg = load_run(p).config
+        except FileNotFoundError:
+            raise ValueError(f"{p} is not a noisescope run (no config.json inside); pass run directories") from None
+        oracle = cfg.noise.model == "none" or cfg.noise.rate == 0
+        method = "oracle" if oracle else cfg.train.method
+        noise = "none" if oracle else noise_label(cfg.noise.model, cfg.noise.rate)
+        key = (noise, int(cfg.train.seed), method)
+        if key in seen:
+            raise ValueError(f"{p} and {seen[key]} are both {method} on {noise} noise with seed {key[1]}; "
+                             "pass one run per method, noise and seed")
+        seen[key] = p
+        out[str(p.resolve())] = {"seconds": float("nan"), "noise": noise, "seed": key[1], "method": method}
+    return out
+
+
+def _acc(r: dict) -> str:
+    return "-" if r["test_acc"] != r["test_acc"] else f"{r['test_acc']:.3f} [{r['test_low']:.3f}, {r['test_high']:.3f}]"
+
+
+def _vs_es(r: dict, es: float) -> str:
+    if r["method"] == "early_stop" or r["es_p"] != r["es_p"]:
+        return "-"
+    return f"{100 * (r['test_acc'] - es):+.1f} ({r['es_p']:.1g})"
+
+
+def _compute(r: dict, measured: bool) -> str:
+    nominal = cell(r["compute_nominal"], 0) + "x"
+    return nominal if not measured or r["compute"] != r["compute"] else f"{nominal} ({r['compute']:.1f})"
+
+
+def group_table(g: pd.DataFrame, title: str, recommended: str | None, measured: bool = False) -> Table:
+    """One (noise, seed) group of ``runs.methods_board.COLUMNS`` rows as an 80-column table;
+    ``measured``: also the measured compute (wall seconds / the cross-entropy run's).
+    ``noisy fit``: the model's accuracy on the noisy training samples against their observed
+    (wrong) labels (memorization; ``methods_board.COLUMNS``' ``memorized``)."""
+    n_test = int(g["n_test"].max())
+    table = Table(title=title, box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, padding=(0, 1),
+                  title_justify="left")
+    table.add_column("method", no_wrap=True)
+    table.add_column(f"clean test\n[95% CI]\nn={n_test}", justify="right", no_wrap=True)
+    table.add_column("vs ES,\npts (p)", justify="right", no_wrap=True)
+    table.add_column("gap\nclosed", justify="right", no_wrap=True)
+    table.add_column("noisy\nfit", justify="right", no_wrap=True)
+    table.add_column("compute", justify="right", no_wrap=True)
+    es = float(g.loc[g["method"] == "early_stop", "test_acc"].iloc[0])
+    for r in g.to_dict("records"):
+        style = "bold" if r["method"] == recommended else None
+        table.add_row(r["method"], _acc(r), _vs_es(r, es), cell(r["gap_closed"], 2), cell(r["memorized"], 2),
+                      _compute(r, measured), style=style)
+    return table
+
+
+def register(app: typer.Typer) -> None:
+    @app.command()
+    def methods(
+        runs: Annotated[list[str] | None, typer.Argument(
+            help="run directories: cross-entropy (the baseline), other train.method runs, an oracle")] = None,
+        root: Annotated[str | None, typer.Option(
+            help="a directory of runs (scripts/robust_training.py's, with timings.json, or any)")] = None,
+    ) -> None:
+        """The training-method leaderboard: every method's clean-test accuracy beside early
+        stopping, with McNemar, the gap closed and the compute; the one recommendation rule."""
+        from noisescope.runs.methods_board import board
+
+        if bool(runs) == (root is not None):
+            fail("give run directories or --root DIR (one of them)")
+        timings = None
+        out = Path(root) if root is not None else Path(".")
+        try:
+            if root is not None:
+                if not out.is_dir():
+                    fail(f"--root {root} is not a directory; pass a directory of runs")
+                if not (out / "timings.json").exists():
+                    paths = sorted(p for p in out.iterdir() if (p / "config.json").exists())
+                    if not paths:
+                        fail(f"--root {root} holds no run directories (no */config.json); train runs first")
+                    timings = timings_of(paths)
+            else:
+                timings = timings_of([Path(r) for r in runs or []])
+            table, _summary, _curves, decisions = board(out, timings=timings, export=False)
+        except ValueError as exc:
+            fail(str(exc).splitlines()[0])
+        if table.empty:
+            fail("no (noise, seed) group has a finished cross-entropy run (train.method = \"ce\"); "
+                 "add the baseline run")
+        for (noise, seed), g in table.groupby(["noise", "seed"], sort=True):
+            dec = decisions.get(f"{noise}-s{seed}", {})
+            console.print(group_table(g, f"{noise} noise, seed {seed}", dec.get("choice"), measured=timings is None))
+            console.print(Text(f"recommended: {dec.get('choice', '-')} ({dec.get('status', '-')}); "
+                               f"{dec.get('line', '')}"), highlight=False)
+            console.print()
+        console.print(Text(CAPTION), highlight=False)
