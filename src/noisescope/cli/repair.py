@@ -25,7 +25,10 @@ def _pts(v: float) -> str:
 
 
 def _p(v: float, digits: int = 2) -> str:
-    return "-" if v != v else f"{v:.{digits}g}"
+    """A p-value: ``-`` when not computed, ``<1e-300`` when it underflowed to 0."""
+    if v != v:
+        return "-"
+    return "<1e-300" if v == 0 else f"{v:.{digits}g}"
 
 
 CAPTION = ("choices on noisy validation only; rule: the most accurate candidate against each other "
