@@ -71,3 +71,54 @@ def test_methods_bad_input_is_one_line_and_exit_2(runs: Path, args: list[str]) -
     out = render(["methods", *args], exit_code=2)
     lines = [line for line in out.splitlines() if line.strip()]
     assert len(lines) == 1 and lines[0].startswith("error: "), out
+
+
+# -- the report section (report/methods_section.py) -------------------------------------------
+def test_method_curves_are_the_recorded_curves_and_their_mean(runs: Path, tmp_path: Path) -> None:
+    from noisescope.metrics import dynamics_curve
+    from noisescope.report.methods_section import method_curves, methods_section, tail_curve
+    from noisescope.runs.run import load_run
+
+    ce, gce = load_run(runs / "ce").metrics, load_run(runs / "gce").metrics
+    curves = method_curves({"ce": [ce], "both": [ce, gce]}).set_index(["label", "curve", "epoch"])["value"]
+    mem_ce, mem_gce = dynamics_curve(ce, "noisy_train_obs"), dynamics_curve(gce, "noisy_train_obs")
+    for e in mem_ce.index:
+        assert curves[("ce", "memorized", e)] == pytest.approx(mem_ce[e])
+        assert curves[("both", "memorized", e)] == pytest.approx((mem_ce[e] + mem_gce[e]) / 2)
+    # the spectral probe ran on ce only: its tail curves are there, noisy and clean; gce has none
+    tail = tail_curve(ce, "noisy_train_true")
+    assert len(tail) and ("ce", "tail_noisy", int(tail.index[-1])) in curves.index
+    assert tail_curve(gce, "noisy_train_true").empty
+    sec = methods_section({"ce": [ce], "gce": [gce]}, tmp_path, n_test=2000)
+    assert not sec.missing and len(sec.figures) == 1 and sec.figures[0].png[:4] == b"\x89PNG"
+    assert "n=2000" in sec.figures[0].caption and "tail fraction" in sec.figures[0].caption
+    no_tail = methods_section({"gce": [gce]}, tmp_path)
+    assert "no tail panel" in no_tail.figures[0].caption
+    empty = methods_section({"x": [ce.iloc[:0]]}, tmp_path)
+    assert empty.missing and not empty.figures
+
+
+def test_a_sweep_over_train_method_reports_the_methods_side_by_side(tmp_path: Path) -> None:
+    import copy
+
+    from test_sweep import BASE
+
+    from noisescope.report import build_report
+    from noisescope.sweep import sweep_from_dict
+    from noisescope.sweep.runner import run_sweep
+
+    raw = copy.deepcopy(BASE)
+    raw["grid"] = {"train": {"method": ["ce", "gce"]}}
+    raw["sweep"] = {"root": str(tmp_path), "name": "m", "pack": False}
+    spec = sweep_from_dict(raw)
+    run_sweep(spec)
+    page = build_report(spec.directory, progress=False, max_runs=0).read_text()
+    assert "Training methods side by side" in page and "where each method" not in page  # figure, not text
+    sec = page[page.index('<section id="methods">'):]
+    assert "<img" in sec[:sec.index("</section>")]
+    # one method only: no methods section
+    raw["grid"] = {"train": {"seed": [0, 1]}}
+    raw["sweep"]["name"] = "one"
+    spec = sweep_from_dict(raw)
+    run_sweep(spec)
+    assert "Training methods side by side" not in build_report(spec.directory, progress=False, max_runs=0).read_text()

@@ -143,6 +143,12 @@ def sweep_report_sections(path: str | Path, scratch: Path, progress: Callable[[s
     tick("headline figures")
     sections.append(ss.truncation_by_config(frames, table, keys))
     tick("truncation table")
+    if find_spec("noisescope.report.methods_section") is not None:
+        from noisescope.report.methods_section import sweep_methods_section
+
+        methods = sweep_methods_section(path, list(table["run"]), metrics, scratch)
+        if methods is not None:  # runs with more than one train.method: side by side
+            sections.append(methods)
     fail = ss.failures(table, tracebacks)
     if fail is not None:
         sections.append(fail)
