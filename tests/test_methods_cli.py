@@ -122,3 +122,12 @@ def test_a_sweep_over_train_method_reports_the_methods_side_by_side(tmp_path: Pa
     spec = sweep_from_dict(raw)
     run_sweep(spec)
     assert "Training methods side by side" not in build_report(spec.directory, progress=False, max_runs=0).read_text()
+
+
+def test_methods_html_page_has_the_table_and_the_curves(runs: Path, tmp_path: Path) -> None:
+    page = tmp_path / "methods.html"
+    out = render(["methods", str(runs / "ce"), str(runs / "gce"), "--html", str(page)])
+    assert f"report: {page}" in out.replace("\n", "")
+    text = page.read_text()
+    assert "Training methods against early stopping" in text and "Training methods side by side" in text
+    assert "<img" in text and "gce" in text and "recommended" in text

@@ -5,7 +5,8 @@ Runs are grouped by (noise, seed) from their configs: ``train.method`` names the
 (``ce``: cross-entropy, whose early-stopped checkpoint is the baseline), a run with
 ``noise.model = "none"`` is the clean-label oracle of its ``train.seed``. ``--root DIR`` reads
 ``DIR/timings.json`` when it exists (``scripts/robust_training.py``'s directory: measured
-compute, cleaning rows), else takes every run directory directly inside DIR. Nothing is written.
+compute, cleaning rows), else takes every run directory directly inside DIR. Nothing is written but ``--html PATH``: the
+table and ``report.methods_section`` (the recorded curves, method beside method) as one page.
 """
 
 from __future__ import annotations
@@ -94,6 +95,36 @@ def group_table(g: pd.DataFrame, title: str, recommended: str | None, measured: 
     return table
 
 
+def html_report(path: Path, out: Path, timings: dict[str, dict], table: pd.DataFrame, decisions: dict) -> Path:
+    """Write the leaderboard (every group's rows, with the tail shares of ``methods_board``) and
+    ``report.methods_section`` (the recorded curves, method beside method) as one HTML page."""
+    import tempfile
+
+    from noisescope.report.html import Section, table_html, write_page
+    from noisescope.report.methods_section import methods_section
+    from noisescope.runs.store import RunStore
+
+    entries = {n: t for n, t in timings.items() if t["method"] != "clean"}
+    noises = {t["noise"] for t in entries.values() if t["method"] != "oracle"}
+    groups: dict[str, list[pd.DataFrame]] = {}
+    for name, t in entries.items():
+        label = t["method"] if t["method"] == "oracle" or len(noises) < 2 else f"{t['method']}, {t['noise']}"
+        groups.setdefault(label, []).append(RunStore(out / name).metrics())
+    board_sec = Section("board", "Training methods against early stopping", CAPTION)
+    cols = ["noise", "seed", "method", "epoch", "test_acc", "test_low", "test_high", "n_test", "es_p", "gap_closed",
+            "memorized", "tail_clean", "tail_noisy", "compute_nominal"]
+    board_sec.tables.append(table_html(table[cols], formats={"es_p": "{:.2g}", "compute_nominal": "{:.0f}"}))
+    board_sec.notes.append("test_low / test_high: Wilson 95% interval; es_p: McNemar's exact p against early stopping; "
+                           "memorized: noisy training samples fitted to their wrong labels; tail_clean / tail_noisy: "
+                           "the model's share of centred penultimate-feature energy beyond the top-C principal "
+                           "directions, clean vs noisy training samples (runs.methods_board).")
+    board_sec.notes += [f"{k}: recommended {d['choice']} ({d['status']}); {d['line']}" for k, d in decisions.items()]
+    n_test = int(table["n_test"].max()) if len(table) else None
+    with tempfile.TemporaryDirectory(prefix="noisescope-methods-") as tmp:
+        sec = methods_section(groups, Path(tmp), n_test)
+        return write_page(path, "noisescope training methods", [f"{len(entries)} runs"], [board_sec, sec])
+
+
 def register(app: typer.Typer) -> None:
     @app.command()
     def methods(
@@ -101,6 +132,8 @@ def register(app: typer.Typer) -> None:
             help="run directories: cross-entropy (the baseline), other train.method runs, an oracle")] = None,
         root: Annotated[str | None, typer.Option(
             help="a directory of runs (scripts/robust_training.py's, with timings.json, or any)")] = None,
+        html: Annotated[str | None, typer.Option(
+            help="also write this HTML page: the table and the recorded curves, method beside method")] = None,
     ) -> None:
         """The training-method leaderboard: every method's clean-test accuracy beside early
         stopping, with McNemar, the gap closed and the compute; the one recommendation rule."""
@@ -134,3 +167,9 @@ def register(app: typer.Typer) -> None:
                                f"{dec.get('line', '')}"), highlight=False)
             console.print()
         console.print(Text(CAPTION), highlight=False)
+        if html is not None:
+            from noisescope.io import read_json
+
+            given = timings if timings is not None else read_json(out / "timings.json")
+            written = html_report(Path(html), out, given, table, decisions)
+            console.print(Text(f"report: {written}"), highlight=False)
