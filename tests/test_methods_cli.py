@@ -131,3 +131,33 @@ def test_methods_html_page_has_the_table_and_the_curves(runs: Path, tmp_path: Pa
     text = page.read_text()
     assert "Training methods against early stopping" in text and "Training methods side by side" in text
     assert "<img" in text and "gce" in text and "recommended" in text
+
+
+def test_the_widest_group_table_fits_80_columns() -> None:
+    """The longest method name, a vanishing p, a large negative gap and measured compute."""
+    import io
+
+    import pandas as pd
+    from rich.console import Console
+    from width80 import problems
+
+    from noisescope.cli.methods import group_table
+    from noisescope.runs.methods_board import COLUMNS
+
+    def row(method: str, acc: float, p: float, gap: float, comp: float) -> dict:
+        r = dict.fromkeys(COLUMNS, 0.0)
+        r.update(method=method, test_acc=acc, test_low=acc - 0.01, test_high=acc + 0.01, n_test=10000, es_p=p,
+                 gap_closed=gap, memorized=0.84, compute=comp, compute_nominal=12.0)
+        return r
+
+    g = pd.DataFrame([row("early_stop", 0.82, 1.0, 0.0, 1.0), row("bootstrap_hard", 0.633, 1e-312, -15.32, 12.34),
+                      row("coteaching", 0.816, 0.2, -0.12, 2.5)], columns=COLUMNS)
+
+    def text(width: int) -> str:
+        con = Console(width=width, file=io.StringIO(), record=True, color_system=None)
+        con.print(group_table(g, "sym40 noise, seed 0", "early_stop", measured=True))
+        return con.export_text()
+
+    narrow = text(80)
+    assert problems(narrow, text(1000)) == [], narrow
+    assert "<1e-4" in narrow and "-15.32" in narrow and "12x (12.3)" in narrow

@@ -65,7 +65,8 @@ def _acc(r: dict) -> str:
 def _vs_es(r: dict, es: float) -> str:
     if r["method"] == "early_stop" or r["es_p"] != r["es_p"]:
         return "-"
-    return f"{100 * (r['test_acc'] - es):+.1f} ({r['es_p']:.1g})"
+    p = f"{r['es_p']:.1g}" if r["es_p"] >= 1e-4 else "<1e-4"
+    return f"{100 * (r['test_acc'] - es):+.1f} ({p})"
 
 
 def _compute(r: dict, measured: bool) -> str:
@@ -79,7 +80,7 @@ def group_table(g: pd.DataFrame, title: str, recommended: str | None, measured: 
     ``noisy fit``: the model's accuracy on the noisy training samples against their observed
     (wrong) labels (memorization; ``methods_board.COLUMNS``' ``memorized``)."""
     n_test = int(g["n_test"].max())
-    table = Table(title=title, box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, padding=(0, 1),
+    table = Table(title=title, box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, padding=(0, 0, 0, 1),
                   title_justify="left")
     table.add_column("method", no_wrap=True)
     table.add_column(f"clean test\n[95% CI]\nn={n_test}", justify="right", no_wrap=True)
