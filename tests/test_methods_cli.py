@@ -80,7 +80,7 @@ def test_method_curves_are_the_recorded_curves_and_their_mean(runs: Path, tmp_pa
     from noisescope.runs.run import load_run
 
     ce, gce = load_run(runs / "ce").metrics, load_run(runs / "gce").metrics
-    curves = method_curves({"ce": [ce], "both": [ce, gce]}).set_index(["label", "curve", "epoch"])["value"]
+    curves = method_curves({("ce", ""): [ce], ("both", ""): [ce, gce]}).set_index(["method", "curve", "epoch"])["value"]
     mem_ce, mem_gce = dynamics_curve(ce, "noisy_train_obs"), dynamics_curve(gce, "noisy_train_obs")
     for e in mem_ce.index:
         assert curves[("ce", "memorized", e)] == pytest.approx(mem_ce[e])
@@ -89,12 +89,16 @@ def test_method_curves_are_the_recorded_curves_and_their_mean(runs: Path, tmp_pa
     tail = tail_curve(ce, "noisy_train_true")
     assert len(tail) and ("ce", "tail_noisy", int(tail.index[-1])) in curves.index
     assert tail_curve(gce, "noisy_train_true").empty
-    sec = methods_section({"ce": [ce], "gce": [gce]}, tmp_path, n_test=2000)
+    sec = methods_section({("ce", ""): [ce], ("gce", ""): [gce]}, tmp_path, n_test=2000)
     assert not sec.missing and len(sec.figures) == 1 and sec.figures[0].png[:4] == b"\x89PNG"
     assert "n=2000" in sec.figures[0].caption and "tail fraction" in sec.figures[0].caption
-    no_tail = methods_section({"gce": [gce]}, tmp_path)
+    # two noise settings: one row of panels each, the oracle ("" noise) drawn in both
+    two = method_curves({("ce", "a"): [ce], ("gce", "b"): [gce], ("oracle", ""): [gce]})
+    assert set(two["noise"]) == {"a", "b", ""}
+    assert methods_section({("ce", "a"): [ce], ("gce", "b"): [gce], ("oracle", ""): [gce]}, tmp_path).figures
+    no_tail = methods_section({("gce", ""): [gce]}, tmp_path)
     assert "no tail panel" in no_tail.figures[0].caption
-    empty = methods_section({"x": [ce.iloc[:0]]}, tmp_path)
+    empty = methods_section({("x", ""): [ce.iloc[:0]]}, tmp_path)
     assert empty.missing and not empty.figures
 
 

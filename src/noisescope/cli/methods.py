@@ -107,10 +107,10 @@ def html_report(path: Path, out: Path, timings: dict[str, dict], table: pd.DataF
 
     entries = {n: t for n, t in timings.items() if t["method"] != "clean"}
     noises = {t["noise"] for t in entries.values() if t["method"] != "oracle"}
-    groups: dict[str, list[pd.DataFrame]] = {}
+    groups: dict[tuple[str, str], list[pd.DataFrame]] = {}
     for name, t in entries.items():
-        label = t["method"] if t["method"] == "oracle" or len(noises) < 2 else f"{t['method']}, {t['noise']}"
-        groups.setdefault(label, []).append(RunStore(out / name).metrics())
+        noise = "" if t["method"] == "oracle" or len(noises) < 2 else t["noise"]
+        groups.setdefault((t["method"], noise), []).append(RunStore(out / name).metrics())
     board_sec = Section("board", "Training methods against early stopping", CAPTION)
     cols = ["noise", "seed", "method", "epoch", "test_acc", "test_low", "test_high", "n_test", "es_p", "gap_closed",
             "memorized", "tail_clean", "tail_noisy", "compute_nominal"]

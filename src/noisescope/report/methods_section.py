@@ -7,12 +7,11 @@ One figure, one line per method (the mean over its seeds at the epochs they shar
   observed (wrong) labels, over epochs;
 * clean test accuracy over epochs;
 * where the spectral probe ran: the mean tail fraction beyond d* of the noisy training samples
-  (solid) and of the clean ones (dashed) at the deepest analysed tap (``probes.spectral``'s
+  (solid) and of the clean ones (dotted) at the deepest analysed tap (``probes.spectral``'s
   ``tail_fraction``): how much of the noise the method holds in the spectrum's tail.
 
-In a sweep whose runs use more than one ``train.method`` (:func:`sweep_methods_section`), the
-section comes after the runs table; runs that differ also in noise are labelled
-"method, noise".
+One row of panels per noise setting. In a sweep whose runs use more than one ``train.method``
+(:func:`sweep_methods_section`), the section comes after the runs table.
 """
 
 from __future__ import annotations
@@ -50,63 +49,72 @@ def tail_curve(m: pd.DataFrame, subset: str) -> pd.Series:
     return sel.groupby("epoch")["value"].mean().sort_index()
 
 
-def method_curves(runs: Mapping[str, list[pd.DataFrame]]) -> pd.DataFrame:
-    """Long table (label, curve, epoch, value, n_runs) of the mean curves per label; ``curve``:
+def method_curves(runs: Mapping[tuple[str, str], list[pd.DataFrame]]) -> pd.DataFrame:
+    """Long table (method, noise, curve, epoch, value, n_runs) of the mean curves per (method,
+    noise) key of ``runs`` (noise ``""``: shared by every noise, e.g. the oracle); ``curve``:
     ``memorized`` / ``test`` / ``tail_noisy`` / ``tail_clean``."""
     rows = []
     getters = {"memorized": lambda m: dynamics_curve(m, "noisy_train_obs"), "test": lambda m: dynamics_curve(m, "test"),
                "tail_noisy": lambda m: tail_curve(m, "noisy_train_true"),
                "tail_clean": lambda m: tail_curve(m, "clean_train")}
-    for label, ms in runs.items():
+    for (method, noise), ms in runs.items():
         for name, get in getters.items():
             c = _mean([get(m) for m in ms])
-            rows += [{"label": label, "curve": name, "epoch": int(e), "value": float(v), "n_runs": len(ms)}
-                     for e, v in c.items()]
-    return pd.DataFrame(rows, columns=["label", "curve", "epoch", "value", "n_runs"])
+            rows += [{"method": method, "noise": noise, "curve": name, "epoch": int(e), "value": float(v),
+                      "n_runs": len(ms)} for e, v in c.items()]
+    return pd.DataFrame(rows, columns=["method", "noise", "curve", "epoch", "value", "n_runs"])
 
 
 def plot_methods(curves: pd.DataFrame, path: str | Path) -> Path:
-    """The section's figure (module docstring) from :func:`method_curves`' table."""
+    """The section's figure (module docstring) from :func:`method_curves`' table: one row of
+    panels per noise (the ``""`` noise drawn in every row), one colour per method."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    tail = curves[curves["curve"].isin(["tail_noisy", "tail_clean"])]
+    has_tail = curves["curve"].isin(["tail_noisy", "tail_clean"]).any()
+    noises = [n for n in dict.fromkeys(curves["noise"]) if n] or [""]
+    ncol = 3 if has_tail else 2
+    fig, axes = plt.subplots(len(noises), ncol, figsize=(5 * ncol, 3.8 * len(noises)), squeeze=False)
+    methods = list(dict.fromkeys(curves["method"]))
+    colors = {m: plt.get_cmap("tab10")(i % 10) for i, m in enumerate(methods)}
+    styles = {m: "-" if i < 10 else "--" for i, m in enumerate(methods)}
     panels = [("memorized", "noisy train fit of observed labels"), ("test", "clean test accuracy")]
-    fig, axes = plt.subplots(1, 3 if len(tail) else 2, figsize=(15 if len(tail) else 11, 4.2), squeeze=False)
-    axes = axes[0]
-    labels = list(dict.fromkeys(curves["label"]))
-    colors = {label: plt.get_cmap("tab10")(i % 10) for i, label in enumerate(labels)}
-    for ax, (name, ylabel) in zip(axes, panels, strict=False):
-        for label in labels:
-            c = curves[(curves["label"] == label) & (curves["curve"] == name)]
-            if len(c):
-                n = int(c["n_runs"].iloc[0])
-                ax.plot(c["epoch"], c["value"], color=colors[label], lw=1.8,
-                        label=f"{label} ({n} run{'s' if n > 1 else ''})")
-        ax.set_xlabel("epoch")
-        ax.set_ylabel(ylabel)
-        ax.set_ylim(-0.02, 1.02)
-        ax.grid(alpha=0.3)
-    axes[1].legend(fontsize=8)  # every method has a test curve (the oracle no memorization)
-    if len(tail):
-        ax = axes[2]
-        for label in labels:
-            for name, style in (("tail_noisy", "-"), ("tail_clean", "--")):
-                c = tail[(tail["label"] == label) & (tail["curve"] == name)]
+    for row, noise in zip(axes, noises, strict=True):
+        here = curves[(curves["noise"] == noise) | (curves["noise"] == "")]
+        for ax, (name, ylabel) in zip(row, panels, strict=False):
+            for m in methods:
+                c = here[(here["method"] == m) & (here["curve"] == name)]
                 if len(c):
-                    ax.plot(c["epoch"], c["value"], style, color=colors[label], lw=1.6)
-        ax.set_xlabel("epoch")
-        ax.set_ylabel("tail fraction beyond d* (noisy -, clean --)")
-        ax.grid(alpha=0.3)
+                    n = int(c["n_runs"].iloc[0])
+                    ax.plot(c["epoch"], c["value"], styles[m], color=colors[m], lw=1.6,
+                            label=f"{m} ({n} run{'s' if n > 1 else ''})")
+            ax.set_ylabel(ylabel)
+            ax.set_ylim(-0.02, 1.02)
+        if has_tail:
+            for m in methods:
+                for name, style in (("tail_noisy", "-"), ("tail_clean", ":")):
+                    c = here[(here["method"] == m) & (here["curve"] == name)]
+                    if len(c):
+                        row[2].plot(c["epoch"], c["value"], style, color=colors[m], lw=1.4)
+            row[2].set_ylabel("tail fraction beyond d* (noisy -, clean :)")
+        for ax in row:
+            ax.set_xlabel("epoch")
+            ax.grid(alpha=0.3)
+            if noise:
+                ax.set_title(f"{noise} noise", fontsize=10)
+    # once, on the first test panel: every method has a test curve (the oracle no memorization)
+    axes[0][1].legend(fontsize=7, loc="lower right")
     fig.suptitle("where each method keeps the noise")
     fig.tight_layout()
     return save_figure(fig, path)
 
 
-def methods_section(runs: Mapping[str, list[pd.DataFrame]], scratch: Path, n_test: int | None = None) -> Section:
-    """The section for ``runs``: label (a method) -> the metrics tables of its runs (seeds).
+def methods_section(runs: Mapping[tuple[str, str], list[pd.DataFrame]], scratch: Path,
+                    n_test: int | None = None) -> Section:
+    """The section for ``runs``: (method, noise) -> the metrics tables of its runs (seeds); noise
+    ``""`` for runs shared by every noise (the oracle) or when there is one noise.
     ``n_test``: the clean test set's size, for the caption."""
     sec = Section("methods", "Training methods side by side", BLURB)
     curves = method_curves(runs)
@@ -144,8 +152,8 @@ def sweep_methods_section(path: str | Path, runs: list[str], metrics: Mapping[st
     if len({m for m, _ in info.values()}) < 2:
         return None
     several_noises = len({nz for _, nz in info.values()}) > 1
-    groups: dict[str, list[pd.DataFrame]] = {}
+    groups: dict[tuple[str, str], list[pd.DataFrame]] = {}
     for run_id, (method, noise) in info.items():
-        groups.setdefault(f"{method}, {noise}" if several_noises else method, []).append(metrics[run_id])
+        groups.setdefault((method, noise if several_noises else ""), []).append(metrics[run_id])
     n = curve(next(iter(metrics.values())), "dynamics", "n", subset="test").dropna()
     return methods_section(groups, scratch, int(n.iloc[-1]) if len(n) else None)
