@@ -64,13 +64,21 @@ def test_methods_root_finds_the_runs_in_a_directory(runs: Path) -> None:
     assert "gce" in out and "oracle" in out
 
 
-@pytest.mark.parametrize("args", [[], ["--root", "/nonexistent/dir"], ["/nonexistent/run"],
-                                  ["RUNS/ce", "RUNS/ce"], ["RUNS/gce"]])
-def test_methods_bad_input_is_one_line_and_exit_2(runs: Path, args: list[str]) -> None:
+@pytest.mark.parametrize(("args", "says"), [([], "--root"), (["--root", "/nonexistent/dir"], "not a directory"),
+                                            (["/nonexistent/run"], "not a noisescope run"),
+                                            (["RUNS/ce", "RUNS/ce"], "one run per method"),
+                                            (["RUNS/gce"], "cross-entropy"),
+                                            (["RUNS/ce", "RUNS/empty"], "no checkpoints")])
+def test_methods_bad_input_is_one_line_and_exit_2(runs: Path, args: list[str], says: str, tmp_path: Path) -> None:
+    if "RUNS/empty" in args:  # a run directory before its first epoch: config, no checkpoint
+        import shutil
+
+        shutil.copytree(runs / "gce", tmp_path / "empty", ignore=shutil.ignore_patterns("checkpoints"))
+        args = [a.replace("RUNS/empty", str(tmp_path / "empty")) for a in args]
     args = [a.replace("RUNS", str(runs)) for a in args]
     out = render(["methods", *args], exit_code=2)
     lines = [line for line in out.splitlines() if line.strip()]
-    assert len(lines) == 1 and lines[0].startswith("error: "), out
+    assert len(lines) == 1 and lines[0].startswith("error: ") and says in lines[0], out
 
 
 # -- the report section (report/methods_section.py) -------------------------------------------

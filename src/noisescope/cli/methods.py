@@ -43,9 +43,12 @@ def timings_of(paths: list[Path]) -> dict[str, dict]:
     seen: dict[tuple[str, int, str], Path] = {}
     for p in paths:
         try:
-            cfg = load_run(p).config
+            run = load_run(p)
         except FileNotFoundError:
             raise ValueError(f"{p} is not a noisescope run (no config.json inside); pass run directories") from None
+        if not run.checkpoints():
+            raise ValueError(f"{p} has no checkpoints yet; let it train an epoch or leave it out")
+        cfg = run.config
         oracle = cfg.noise.model == "none" or cfg.noise.rate == 0
         method = "oracle" if oracle else cfg.train.method
         noise = "none" if oracle else noise_label(cfg.noise.model, cfg.noise.rate)
@@ -156,7 +159,7 @@ def register(app: typer.Typer) -> None:
             else:
                 timings = timings_of([Path(r) for r in runs or []])
             table, _summary, _curves, decisions = board(out, timings=timings, export=False)
-        except ValueError as exc:
+        except (ValueError, FileNotFoundError) as exc:
             fail(str(exc).splitlines()[0])
         if table.empty:
             fail("no (noise, seed) group has a finished cross-entropy run (train.method = \"ce\"); "
