@@ -14,7 +14,7 @@ its margins record) is trained once (or ``--run RUN`` is read), then each measur
 * ``CLI start-up``: ``noisescope --help`` (Python, typer, the command modules and torch).
 
 Every figure is printed in seconds and as % of the run's training time read from the run's
-records (``runs.label_issues.run_seconds``: env.json's start to status.json's last write,
+records (``workflows.label_issues.run_seconds``: env.json's start to status.json's last write,
 probes included). ``--src DIR`` (repeatable) measures another source tree too (e.g. a
 ``git worktree`` of an older commit), in the same rounds, for before/after on one machine.
 
@@ -231,7 +231,7 @@ import json, sys, time
 import torch
 torch.set_num_threads({threads})
 t0 = time.perf_counter()
-from noisescope.runs.label_issues import find_label_issues
+from noisescope.workflows.label_issues import find_label_issues
 t1 = time.perf_counter()
 find_label_issues({run!r}, {methods})
 t2 = time.perf_counter()
@@ -266,8 +266,8 @@ def cost_main(a: argparse.Namespace) -> None:
     """Cost of the default and of every detector on a run, as % of its training time."""
     import torch
 
-    from noisescope.runs.label_issues import run_seconds
     from noisescope.runs.run import load_run
+    from noisescope.workflows.label_issues import run_seconds
 
     print(f"machine: {os.cpu_count()}-core CPU, load average {os.getloadavg()[0]:.1f} at the start, "
           f"torch {torch.__version__}, {a.threads} thread(s)")

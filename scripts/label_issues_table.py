@@ -93,9 +93,9 @@ def done_keys(path: Path) -> set[tuple]:
 
 
 def one(ds: str, noise: str, rate: float, seed: int, epochs: int | None, cv: int) -> dict:
-    from noisescope.runs.label_issues import find_label_issues
     from noisescope.runs.lifecycle import run_experiment
     from noisescope.runs.run import load_run
+    from noisescope.workflows.label_issues import find_label_issues
 
     epochs = epochs or EPOCHS[ds]
     cfg = config(ds, noise, rate, seed, epochs)
@@ -122,8 +122,8 @@ def one(ds: str, noise: str, rate: float, seed: int, epochs: int | None, cv: int
 def clean_setting(setting: tuple[str, str, float], seeds: list[int], epochs: int, method: str) -> None:
     """Cleaning as a repair on one setting's runs: remove / relabel the flagged set, retrain
     (one sub-run per mode, with the source run's seed)."""
-    from noisescope.runs.clean import retrain_cleaned
-    from noisescope.runs.label_issues import flagged_mask
+    from noisescope.workflows.clean import retrain_cleaned
+    from noisescope.workflows.label_issues import flagged_mask
 
     ds, noise, rate = setting
     for seed in seeds:

@@ -25,8 +25,8 @@ from noisescope.config import load_config
 from noisescope.evidence.intervals import aggregate_seeds
 from noisescope.runs.lifecycle import run_experiment
 from noisescope.runs.run import load_run
-from noisescope.runs.truncate import truncate_run
-from noisescope.runs.verdict import run_verdict
+from noisescope.workflows.truncate import truncate_run
+from noisescope.workflows.verdict import run_verdict
 
 HEADLINE = [
     ("early_stop_test_acc", "clean test at early stopping"),

@@ -1,11 +1,11 @@
 """The repair leaderboard on several noise settings, 3 seeds each: ``docs/results/repair.md``.
 
 For each setting a sweep of 3 runs (train seed = noise seed in {0, 1, 2}; the same samples),
-then ``noisescope.runs.repair.repair_run`` on every run with the clean-label oracle (one per
+then ``noisescope.workflows.repair.repair_run`` on every run with the clean-label oracle (one per
 seed, shared by every Fashion-MNIST setting through ``--oracle-cache``: the oracle config has
 ``noise.model = "none"``, so it is the same for symmetric, pairflip and instance noise), then the
-aggregate over seeds (``runs.repair.aggregate``). Optionally (``--clean``) cleaning + retraining:
-``runs.label_issues.find_label_issues`` (consensus flags) then ``--clean remove``.
+aggregate over seeds (``workflows.repair.aggregate``). Optionally (``--clean``) cleaning + retraining:
+``workflows.label_issues.find_label_issues`` (consensus flags) then ``--clean remove``.
 
 Settings (reduced from the anchor's 10k / 50 epochs to fit a shared 2-core CPU):
 
@@ -93,7 +93,7 @@ def train(name: str) -> tuple[Path, float]:
 
 
 def clean(run_path: Path) -> float:
-    from noisescope.runs.label_issues import find_label_issues
+    from noisescope.workflows.label_issues import find_label_issues
 
     t0 = time.time()
     if not (run_path / "label_issues.parquet").exists():
@@ -181,8 +181,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--reuse", action="store_true", help="read each run's stored repair.parquet when it exists")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
-    from noisescope.runs.repair import repair_run
-    from noisescope.runs.repair_many import aggregate, find_runs, setting_label
+    from noisescope.workflows.repair import repair_run
+    from noisescope.workflows.repair_many import aggregate, find_runs, setting_label
 
     results_path = SWEEPS / "repair_results.json"
     done = json.loads(results_path.read_text()) if results_path.exists() else {}

@@ -5,10 +5,10 @@ Each (noise, seed, method) is one run ``OUT/<noise>-<method>-s<seed>`` of the pr
 is the same config with ``noise.model = "none"`` (cross-entropy on the true labels), one run
 ``OUT/oracle-s<seed>`` per seed. Runs go in
 priority order (``PHASES``: cross-entropy, the oracle and ELR on every noise and seed first;
-"clean" is iterative cleaning, ``runs.clean.iterative_clean`` of the cross-entropy run, at most
+"clean" is iterative cleaning, ``workflows.clean.iterative_clean`` of the cross-entropy run, at most
 2 rounds); a finished run is skipped, a killed one resumes (its time is then only the resumed part).
 ``OUT/timings.json`` records each run's training wall time (seconds) as it finishes. Then
-``--board`` writes the leaderboard (``noisescope.runs.methods_board``) from whatever finished.
+``--board`` writes the leaderboard (``noisescope.workflows.methods_board``) from whatever finished.
 
     OMP_NUM_THREADS=1 nice -n 10 .venv/bin/python scripts/robust_training.py --out runs/robust
     .venv/bin/python scripts/robust_training.py --out runs/robust --board
@@ -85,7 +85,7 @@ def main() -> None:
     torch.set_num_threads(1)
     args.out.mkdir(parents=True, exist_ok=True)
     if args.board:
-        from noisescope.runs.methods_board import write_board
+        from noisescope.workflows.methods_board import write_board
         write_board(args.out)
         if args.doc is not None:
             write_doc(args.out, args.doc, plan(args.noises, args.seeds, args.methods))
@@ -100,7 +100,7 @@ def main() -> None:
         extra: dict = {}
         t0 = time.perf_counter()
         if method == "clean":  # iterative cleaning of the cross-entropy run (trained first)
-            from noisescope.runs.clean import iterative_clean
+            from noisescope.workflows.clean import iterative_clean
             res = iterative_clean(args.out / cfg.run.name, max_rounds=2)
             extra = {"chosen": res.chosen, "trained_runs": res.trained_runs, "detector": res.detector,
                      "path": None if res.path is None else str(res.path.relative_to(args.out)),
@@ -142,7 +142,7 @@ finished. Machine: 2 CPU cores shared by ~8 jobs, torch CPU, 1 thread, niced; no
   nominal noise rate, linear ramp over T_k = 10 epochs; both networks in one process, the
   plain loop: the packed engine was not used), `rank_tail` (CE + 1 x the share of the batch's
   feature energy beyond the top C = 10 directions). DivideMix was not implemented (budget).
-* Cleaning (`runs.clean.iterative_clean`): `truncated_distance` flags (the detector with the
+* Cleaning (`workflows.clean.iterative_clean`): `truncated_distance` flags (the detector with the
   best mean AUROC in docs/results/label_issues.md), removed, retrained; a second round
   re-detects on the retrained model; a round is kept only if it beats the previous model on
   noisy validation by more than one standard error; at most 2 rounds (compute <= 3 runs).
@@ -166,7 +166,7 @@ def write_doc(out: Path, doc: Path, planned: list[tuple[str, int, str]]) -> None
     import pandas as pd
 
     from noisescope.metrics import save_figure
-    from noisescope.runs import methods_board as mb
+    from noisescope.workflows import methods_board as mb
 
     table = pd.read_parquet(out / mb.BOARD)
     summary = pd.read_parquet(out / mb.SUMMARY)

@@ -1,4 +1,4 @@
-"""Cleaning that chooses for itself (runs.clean.iterative_clean) and relabelling with a
+"""Cleaning that chooses for itself (workflows.clean.iterative_clean) and relabelling with a
 confidence, on a planted case."""
 
 from __future__ import annotations
@@ -11,9 +11,9 @@ from torch import nn
 from noisescope.config import load_config
 from noisescope.data.base import NoisyDataset
 from noisescope.models.base import wrap_model
-from noisescope.runs.clean import DEFAULT_DETECTOR, iterative_clean, relabel_suggestions
 from noisescope.runs.lifecycle import run_experiment
 from noisescope.runs.run import load_run
+from noisescope.workflows.clean import DEFAULT_DETECTOR, iterative_clean, relabel_suggestions
 
 
 def test_relabel_suggestions_are_the_softmax_argmax_and_its_probability() -> None:

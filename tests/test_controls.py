@@ -150,7 +150,7 @@ def test_dd_control_end_to_end(preset, status, tmp_path):
     """`noisescope run dd_control` then `noisescope verdict RUN` (about 20 s of CPU each)."""
     from noisescope.config import load_config
     from noisescope.runs.lifecycle import run_experiment
-    from noisescope.runs.verdict import run_verdict
+    from noisescope.workflows.verdict import run_verdict
 
     cfg = load_config(preset, [f"run.root={tmp_path}", "run.name=r"])
     claims = {c.key: c for c in run_verdict(run_experiment(cfg)).claims}
@@ -163,7 +163,7 @@ def test_dd_control_end_to_end(preset, status, tmp_path):
 def test_large_activation_control_end_to_end(preset, status, tmp_path):
     from noisescope.config import load_config
     from noisescope.runs.lifecycle import run_experiment
-    from noisescope.runs.verdict import run_verdict
+    from noisescope.workflows.verdict import run_verdict
 
     cfg = load_config(preset, [f"run.root={tmp_path}", "run.name=r"])
     claims = {c.key: c for c in run_verdict(run_experiment(cfg)).claims}

@@ -1,5 +1,5 @@
 """Which labels are wrong, on a stored run: `find_label_issues`, `noisescope label-issues`, the
-report section and cleaning as a repair (runs/label_issues.py, runs/clean.py)."""
+report section and cleaning as a repair (workflows/label_issues.py, workflows/clean.py)."""
 
 from __future__ import annotations
 
@@ -14,11 +14,11 @@ from typer.testing import CliRunner
 from noisescope.cli import app
 from noisescope.config import ConfigError, from_dict
 from noisescope.data.base import NoisyDataset
-from noisescope.runs import label_issues as li
-from noisescope.runs.clean import cleaned_data, retrain_cleaned
-from noisescope.runs.label_issues import RUN_METHODS, find_label_issues, flagged_mask
 from noisescope.runs.lifecycle import run_experiment
 from noisescope.runs.run import Run, load_run
+from noisescope.workflows import label_issues as li
+from noisescope.workflows.clean import cleaned_data, retrain_cleaned
+from noisescope.workflows.label_issues import RUN_METHODS, find_label_issues, flagged_mask
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 HAS_CLEANLAB = li.cleanlab_available()
@@ -228,7 +228,7 @@ def test_the_default_is_the_consensus_of_the_recorded_and_one_pass_detectors(run
 
 
 def test_consensus_counts_each_distinct_ranking_once():
-    from noisescope.runs.label_issues_scores import consensus, consensus_members
+    from noisescope.workflows.label_issues_scores import consensus, consensus_members
 
     a = np.array([1.0, 2.0, 3.0, 4.0])
     c = np.array([4.0, 3.0, 2.0, 1.0])
@@ -285,7 +285,7 @@ class _Clock:
 def test_cli_output_fits_80_columns_and_says_what_is_default(run_dir, monkeypatch):
     from width80 import assert_fits
 
-    from noisescope.runs import label_issues_scores
+    from noisescope.workflows import label_issues_scores
 
     monkeypatch.setattr(li, "time", _Clock())
     monkeypatch.setattr(label_issues_scores, "time", _Clock())

@@ -145,7 +145,7 @@ def test_cross_entropy_configs_keep_their_hash() -> None:
 def test_board_summary_checks_the_goal_on_every_seed() -> None:
     import pandas as pd
 
-    from noisescope.runs.methods_board import COLUMNS, summarize
+    from noisescope.workflows.methods_board import COLUMNS, summarize
 
     def row(method: str, seed: int, acc: float, gap: float, p: float, b: int, c: int, comp: float) -> dict:
         r = dict.fromkeys(COLUMNS, 0.0)

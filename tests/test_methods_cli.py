@@ -43,7 +43,7 @@ def test_methods_table_fits_80_columns_and_names_every_method(runs: Path) -> Non
     assert " 0.00 " in es_line + " ", es_line
     # the oracle closes the whole gap (1.00) when it is better than early stopping
     from noisescope.cli.methods import timings_of
-    from noisescope.runs.methods_board import board
+    from noisescope.workflows.methods_board import board
 
     table, _s, _c, dec = board(runs, timings=timings_of([runs / "ce", runs / "gce", runs / "oracle"]),
                                export=False)
@@ -154,7 +154,7 @@ def test_the_widest_group_table_fits_80_columns() -> None:
     from width80 import problems
 
     from noisescope.cli.methods import group_table
-    from noisescope.runs.methods_board import COLUMNS
+    from noisescope.workflows.methods_board import COLUMNS
 
     def row(method: str, acc: float, p: float, gap: float, comp: float) -> dict:
         r = dict.fromkeys(COLUMNS, 0.0)

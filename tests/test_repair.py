@@ -15,11 +15,11 @@ from noisescope.cli import app
 from noisescope.config import from_dict
 from noisescope.models import build_model
 from noisescope.runs.lifecycle import run_experiment
-from noisescope.runs.repair import _Board, _finish, export_repair, repair_run
-from noisescope.runs.repair_export import COLUMNS, load_repair
-from noisescope.runs.repair_many import aggregate, repair_many
 from noisescope.spectral.layerwise import ProjectedModel, TapProjection, fit_layerwise
 from noisescope.weights import full_rank, truncate_weights, weight_layers
+from noisescope.workflows.repair import _Board, _finish, export_repair, repair_run
+from noisescope.workflows.repair_export import COLUMNS, load_repair
+from noisescope.workflows.repair_many import aggregate, repair_many
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -256,7 +256,7 @@ def test_repair_output_fits_80_columns_without_splitting_a_number_or_word(report
     from width80 import problems
 
     import noisescope.cli.repair as cli_repair
-    from noisescope.runs.repair_many import aggregate
+    from noisescope.workflows.repair_many import aggregate
 
     agg = aggregate({"a": report.table, "b": report.table})
     for show in (lambda: cli_repair._print_report(report),

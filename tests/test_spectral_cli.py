@@ -12,8 +12,8 @@ from noisescope.cli import app
 from noisescope.config import from_dict
 from noisescope.runs.lifecycle import run_experiment
 from noisescope.runs.run import load_run
-from noisescope.runs.truncate import resolve_target, truncate_run
 from noisescope.spectral.export import load_truncated
+from noisescope.workflows.truncate import resolve_target, truncate_run
 
 
 @pytest.fixture(scope="module")

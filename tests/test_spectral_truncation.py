@@ -125,7 +125,7 @@ def _report(final: np.ndarray, truncated: np.ndarray, early: np.ndarray):
     from types import SimpleNamespace
 
     from noisescope.evidence.rules import decision_warning, recommend, repair_verdict
-    from noisescope.runs.truncate import TruncationReport
+    from noisescope.workflows.truncate import TruncationReport
 
     val = {"final": final, "truncated": truncated, "early_stop": early}
     dec = recommend({k: val[k] for k in ("early_stop", "final", "truncated")})

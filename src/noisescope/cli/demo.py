@@ -1,10 +1,10 @@
 """What ``noisescope demo`` does after training: which labels are wrong, which model to use.
 
 :func:`finish_demo` runs, on the trained demo run, the label-issue detectors (the default
-ranking, ``runs.label_issues.find_label_issues``), cleaning + retraining without the flagged
-samples (``runs.clean.retrain_cleaned``), the clean-label oracle (``runs.oracle.ensure_oracle``;
+ranking, ``workflows.label_issues.find_label_issues``), cleaning + retraining without the flagged
+samples (``workflows.clean.retrain_cleaned``), the clean-label oracle (``workflows.oracle.ensure_oracle``;
 the demo's labels are synthetic, so the true ones are known) and the repair leaderboard
-(``runs.repair.repair_run``), and writes ``RUN/demo.json``: the settings, the seconds of each
+(``workflows.repair.repair_run``), and writes ``RUN/demo.json``: the settings, the seconds of each
 step and the three conclusion lines the terminal ends with (:func:`conclusion_lines`), which the
 report shows first.
 
@@ -31,7 +31,7 @@ from noisescope.io import write_json
 
 DEMO_JSON = "demo.json"
 WIDTH = 80
-#: kinds of repair rows that are not candidates of the recommendation (runs.repair)
+#: kinds of repair rows that are not candidates of the recommendation (workflows.repair)
 NOT_CANDIDATES = ("reference", "oracle")
 FULL_LENGTH = ("full length: delete RUN/cleaned and RUN/oracle, then run `noisescope repair RUN "
                "--clean remove --oracle`")
@@ -154,11 +154,11 @@ def finish_demo(path: str | Path, retrain: int | None = None,
     """Label issues, cleaning + retraining, the oracle and the repair leaderboard of the trained
     demo run ``path`` (module docstring); writes ``RUN/demo.json``. ``retrain``: epochs of the
     two retrainings (default :func:`retrain_epochs`)."""
-    from noisescope.runs.clean import retrain_cleaned
-    from noisescope.runs.label_issues import find_label_issues
-    from noisescope.runs.oracle import ensure_oracle
-    from noisescope.runs.repair import repair_run
     from noisescope.runs.run import load_run
+    from noisescope.workflows.clean import retrain_cleaned
+    from noisescope.workflows.label_issues import find_label_issues
+    from noisescope.workflows.oracle import ensure_oracle
+    from noisescope.workflows.repair import repair_run
 
     say = progress or (lambda _m: None)
     path = Path(path)

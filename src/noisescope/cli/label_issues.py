@@ -154,7 +154,7 @@ def label_issues(
     beside them); write RUN/label_issues.parquet and .json; print the top suspects and, where
     the true labels are known, the detection quality."""
     from noisescope.config import ConfigError
-    from noisescope.runs.label_issues import CV_PARQUET, JSON, PARQUET, RUN_METHODS, find_label_issues
+    from noisescope.workflows.label_issues import CV_PARQUET, JSON, PARQUET, RUN_METHODS, find_label_issues
 
     if not (run / "config.json").exists():
         fail(f"{run} is not a noisescope run (no config.json inside)")

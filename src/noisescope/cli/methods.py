@@ -1,5 +1,5 @@
 """``noisescope methods RUN [RUN ...] | --root DIR``: the training-method leaderboard
-(``runs.methods_board``) of a set of runs, in the terminal (80 columns).
+(``workflows.methods_board``) of a set of runs, in the terminal (80 columns).
 
 Runs are grouped by (noise, seed) from their configs: ``train.method`` names the method
 (``ce``: cross-entropy, whose early-stopped checkpoint is the baseline), a run with
@@ -35,7 +35,7 @@ def noise_label(model: str, rate: float) -> str:
 
 
 def timings_of(paths: list[Path]) -> dict[str, dict]:
-    """``timings.json``-like entries (``runs.methods_board``) for run directories, read from
+    """``timings.json``-like entries (``workflows.methods_board``) for run directories, read from
     their configs; seconds unknown (NaN). Raises ValueError naming a duplicate or a non-run."""
     from noisescope.runs.run import load_run
 
@@ -78,7 +78,7 @@ def _compute(r: dict, measured: bool) -> str:
 
 
 def group_table(g: pd.DataFrame, title: str, recommended: str | None, measured: bool = False) -> Table:
-    """One (noise, seed) group of ``runs.methods_board.COLUMNS`` rows as an 80-column table;
+    """One (noise, seed) group of ``workflows.methods_board.COLUMNS`` rows as an 80-column table;
     ``measured``: also the measured compute (wall seconds / the cross-entropy run's).
     ``noisy fit``: the model's accuracy on the noisy training samples against their observed
     (wrong) labels (memorization; ``methods_board.COLUMNS``' ``memorized``)."""
@@ -121,7 +121,7 @@ def html_report(path: Path, out: Path, timings: dict[str, dict], table: pd.DataF
     board_sec.notes.append("test_low / test_high: Wilson 95% interval; es_p: McNemar's exact p against early stopping; "
                            "memorized: noisy training samples fitted to their wrong labels; tail_clean / tail_noisy: "
                            "the model's share of centred penultimate-feature energy beyond the top-C principal "
-                           "directions, clean vs noisy training samples (runs.methods_board).")
+                           "directions, clean vs noisy training samples (workflows.methods_board).")
     board_sec.notes += [f"{k}: recommended {d['choice']} ({d['status']}); {d['line']}" for k, d in decisions.items()]
     n_test = int(table["n_test"].max()) if len(table) else None
     with tempfile.TemporaryDirectory(prefix="noisescope-methods-") as tmp:
@@ -141,7 +141,7 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """The training-method leaderboard: every method's clean-test accuracy beside early
         stopping, with McNemar, the gap closed and the compute; the one recommendation rule."""
-        from noisescope.runs.methods_board import board
+        from noisescope.workflows.methods_board import board
 
         if bool(runs) == (root is not None):
             fail("give run directories or --root DIR (one of them)")

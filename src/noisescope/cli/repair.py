@@ -1,4 +1,4 @@
-"""``noisescope repair RUN [RUN ...] | SWEEP``: every post-hoc repair side by side (runs/repair.py)."""
+"""``noisescope repair RUN [RUN ...] | SWEEP``: every post-hoc repair side by side (workflows/repair.py)."""
 
 from __future__ import annotations
 
@@ -40,7 +40,7 @@ CAPTION_SHORT = ("rule: does the most accurate candidate beat this row on noisy 
 
 
 def leaderboard_table(df: pd.DataFrame, title: str, recommended: str | None = None, wide: bool = False) -> Table:
-    """One run's leaderboard (runs.repair.COLUMNS) as a rich table. The default columns fit an
+    """One run's leaderboard (workflows.repair.COLUMNS) as a rich table. The default columns fit an
     80-column terminal (no cell holds a word longer than its column); ``wide`` adds the
     choices, the validation intervals, the gain over the final model, p against the most
     accurate, the gap closed and the seconds."""
@@ -96,7 +96,7 @@ def leaderboard_table(df: pd.DataFrame, title: str, recommended: str | None = No
 
 
 def aggregate_table(df: pd.DataFrame, title: str, wide: bool = False) -> Table:
-    """The over-seeds aggregate (runs.repair.AGG_COLUMNS) as a rich table (80 columns unless
+    """The over-seeds aggregate (workflows.repair.AGG_COLUMNS) as a rich table (80 columns unless
     ``wide``: then also the t-interval, the validation gain over the final model and seconds)."""
     table = Table(title=title, box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, padding=0,
                   title_justify="left", caption_justify="left",
@@ -163,8 +163,8 @@ def register(app: typer.Typer) -> None:
         oracle gap closed. Several runs (or a sweep) are also aggregated over seeds."""
         from noisescope.config import ConfigError
         from noisescope.io import atomic_write, write_json
-        from noisescope.runs.repair import repair_run
-        from noisescope.runs.repair_many import find_runs, repair_many
+        from noisescope.workflows.repair import repair_run
+        from noisescope.workflows.repair_many import find_runs, repair_many
 
         kw = dict(oracle=oracle, oracle_cache=oracle_cache, layers=layers, rank_strategy=rank_strategy,
                   layer_strategy=layer_strategy, d_rule=d_rule, clean=clean, clean_method=clean_method,

@@ -60,7 +60,7 @@ def comparison_table(df, title: str) -> Table:
 
 
 def paired_table(df, title: str) -> Table:
-    """McNemar's exact test of the truncated model on the clean test set (runs.truncate.PAIRED_COLUMNS;
+    """McNemar's exact test of the truncated model on the clean test set (workflows.truncate.PAIRED_COLUMNS;
     fits 80 columns)."""
     table = _compact(title)
     for col in ("truncated", "n", "b: only\ntruncated\nright", "c: only\nother\nright",
@@ -167,7 +167,7 @@ def register(app: typer.Typer) -> None:
         device: Annotated[str, typer.Option(help="cpu, cuda, ...")] = "cpu",
     ) -> None:
         """Truncate a trained run's model to its top-d feature directions; print the comparison."""
-        from noisescope.runs.truncate import truncate_run
+        from noisescope.workflows.truncate import truncate_run
 
         if d != "auto":
             try:

@@ -182,7 +182,7 @@ def register(app: typer.Typer) -> None:
             return
         if not (p / "config.json").exists():
             fail(f"{target} is neither a run (config.json) nor a sweep (sweep.json)")
-        from noisescope.runs.verdict import VERDICT_FILE, run_verdict
+        from noisescope.workflows.verdict import VERDICT_FILE, run_verdict
 
         with console.status("scoring the claims ..."):
             try:

@@ -15,7 +15,7 @@ import pandas as pd
 
 from noisescope.metrics import save_figure
 from noisescope.report.html import Figure, Section, table_html
-from noisescope.runs.label_issues import JSON, PARQUET
+from noisescope.workflows.label_issues import JSON, PARQUET
 
 MISSING = (f"no {PARQUET} in this run: compute it with `noisescope label-issues RUN` "
            "(add `--cleanlab-cv 5` for cleanlab on cross-validated probabilities)")

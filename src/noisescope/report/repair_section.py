@@ -1,4 +1,4 @@
-"""The report section of the repair leaderboard (``noisescope repair RUN``, ``runs/repair.py``).
+"""The report section of the repair leaderboard (``noisescope repair RUN``, ``workflows/repair.py``).
 
 Reads ``RUN/repair.parquet`` and ``RUN/repair.json`` (no model is loaded); without them the
 section says which command computes it.
@@ -29,7 +29,7 @@ def _acc(v: float, lo: float, hi: float) -> str:
 
 
 def leaderboard_html(table: pd.DataFrame, recommended: str | None = None) -> str:
-    """The leaderboard (``runs.repair.COLUMNS``) as one HTML table."""
+    """The leaderboard (``workflows.repair.COLUMNS``) as one HTML table."""
     n_val = int(table["n_val"].max()) if len(table) else 0
     n_test = int(table["n_test"].max()) if len(table) else 0
     head = (f"<tr><th>method</th><th>choice (noisy val)</th><th>noisy val [95% CI], n={n_val}</th>"

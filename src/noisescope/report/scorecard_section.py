@@ -49,7 +49,7 @@ def counts_line(claims: list[Claim]) -> str:
 
 def run_claims(path: str | Path, metrics: pd.DataFrame, summary: dict, config) -> tuple[list[Claim], str]:
     """(claims, where they came from) for one run, without loading any model."""
-    from noisescope.runs.verdict import claims_from_json, metrics_context, read_verdict
+    from noisescope.workflows.verdict import claims_from_json, metrics_context, read_verdict
 
     data = read_verdict(path, metrics)
     if data is not None and data.get("claims"):

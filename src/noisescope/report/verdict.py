@@ -1,7 +1,7 @@
 """The claims scorecard of a run or a sweep: ``noisescope verdict RUN_OR_SWEEP`` and the
 report's first section.
 
-A run's claims come from :func:`noisescope.runs.verdict.run_verdict`. For a sweep every run is
+A run's claims come from :func:`noisescope.workflows.verdict.run_verdict`. For a sweep every run is
 scored the same way, then per claim: how many runs reached each status, and for each
 configuration (the swept fields other than seeds) the mean and spread over its seeds of the
 claim's key number (:data:`KEY_NUMBERS`, ``evidence.aggregate_seeds``: mean, sample standard
@@ -238,9 +238,9 @@ def sweep_verdict(path: str | Path, models: bool = True, device: str = "cpu", wr
     """Score every run of a sweep that has metrics and aggregate (module docstring); writes each
     run's ``verdict.json`` and the sweep's own unless ``write`` is False."""
     from noisescope.runs.run import load_run
-    from noisescope.runs.verdict import run_verdict
     from noisescope.sweep.results import sweep_params
     from noisescope.sweep.runner import run_dir
+    from noisescope.workflows.verdict import run_verdict
 
     path = Path(path)
     params = sweep_params(path)
@@ -270,7 +270,7 @@ def sweep_verdict(path: str | Path, models: bool = True, device: str = "cpu", wr
     verdict = SweepVerdict(path, per_run, groups, table, notes, sweep_claims)
     if write:
         from noisescope.io import write_json
-        from noisescope.runs.verdict import VERDICT_FILE
+        from noisescope.workflows.verdict import VERDICT_FILE
 
         write_json(path / VERDICT_FILE, verdict.to_json())
     return verdict

@@ -12,8 +12,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 from noisescope.io import write_json
-from noisescope.runs.repair_export import ORACLE_DIR
 from noisescope.runs.run import Run
+from noisescope.workflows.repair_export import ORACLE_DIR
 
 
 def oracle_config(run: Run, epochs: int | None = None) -> dict:

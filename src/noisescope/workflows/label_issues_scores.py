@@ -1,6 +1,6 @@
-"""The per-detector steps of :func:`~noisescope.runs.label_issues.find_label_issues`: which
+"""The per-detector steps of :func:`~noisescope.workflows.label_issues.find_label_issues`: which
 checkpoint, the features / logits / margins they read, each detector's scores and flags, and
-the consensus over them (the module docstring of :mod:`noisescope.runs.label_issues` says what
+the consensus over them (the module docstring of :mod:`noisescope.workflows.label_issues` says what
 each detector reads). Every step records into one :class:`Scoring`; none reads the true labels.
 """
 
@@ -29,8 +29,8 @@ from noisescope.detect import (
 )
 from noisescope.detect.evaluate import average_ranks
 from noisescope.runs.run import Run
-from noisescope.runs.truncate import early_stop_epoch
 from noisescope.taps import iter_taps
+from noisescope.workflows.truncate import early_stop_epoch
 
 Progress = Callable[[str, int, int], None]
 

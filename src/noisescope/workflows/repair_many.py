@@ -10,9 +10,9 @@ from pathlib import Path
 import pandas as pd
 
 from noisescope.evidence.intervals import UNIT, aggregate_seeds
-from noisescope.runs.repair import RepairReport, read_table, repair_run
-from noisescope.runs.repair_export import SEED_KEYS
 from noisescope.runs.run import Run, load_run
+from noisescope.workflows.repair import RepairReport, read_table, repair_run
+from noisescope.workflows.repair_export import SEED_KEYS
 
 
 def setting_key(run: Run) -> str:

@@ -1,5 +1,5 @@
 """The training-method leaderboard: early stopping, every training-time method
-(``noisescope.methods``), iterative cleaning (``runs.clean.iterative_clean``) and the
+(``noisescope.methods``), iterative cleaning (``workflows.clean.iterative_clean``) and the
 clean-label oracle, over seeds, with the probes' picture of where the noise went.
 
 Input: a directory of runs written by ``scripts/robust_training.py``: ``<noise>-<method>-s<seed>``
@@ -29,7 +29,7 @@ baseline; the oracle: its clean validation):
 
 Per (noise, seed) the recommendation is :func:`evidence.rules.recommend` over every row but
 the oracle, default early stopping (the rule of every other leaderboard); the recommended model
-is exported (``runs.repair_export.export_module``: safetensors + JSON) to
+is exported (``workflows.repair_export.export_module``: safetensors + JSON) to
 ``OUT/recommended/<noise>-s<seed>`` and reloaded (``load_repair``) to check its test accuracy. The summary
 (``SUMMARY_COLUMNS``) gives per (noise, method) the mean test accuracy with its t-interval over
 seeds (``evidence.intervals.aggregate_seeds``), the mean gap closed, the seeds with McNemar
@@ -51,10 +51,10 @@ from noisescope.evidence.paired import mcnemar
 from noisescope.evidence.rules import recommend
 from noisescope.io import atomic_write, read_json, write_json
 from noisescope.methods import COMPUTE
-from noisescope.runs.repair_export import export_module, load_repair, model_spec
 from noisescope.runs.run import Run, load_run
-from noisescope.runs.truncate import early_stop_epoch
 from noisescope.taps import iter_taps
+from noisescope.workflows.repair_export import export_module, load_repair, model_spec
+from noisescope.workflows.truncate import early_stop_epoch
 
 COLUMNS = ["noise", "seed", "method", "kind", "epoch", "val_acc", "n_val", "test_acc", "test_low", "test_high",
            "n_test", "es_b", "es_c", "es_p", "gap_closed", "final_test_acc", "memorized", "final_memorized",

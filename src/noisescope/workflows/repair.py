@@ -20,7 +20,7 @@ refit:ridge              a ridge head refitted on the top-d penultimate coordina
 refit:logistic           a logistic head refitted on the top-d penultimate coordinates, d by 1se
 label_free:<rule>        original head at a d chosen without labels (``weights.label_free_d``:
                          eigengap, control_edge against the epoch-0 spectrum, mp_edge)
-cleaning                 retraining without (or relabelling) flagged samples (``runs.clean``)
+cleaning                 retraining without (or relabelling) flagged samples (``workflows.clean``)
 raw_input                reference: the spectral linear probe on the raw inputs (no network)
 oracle                   upper bound: the same config retrained on the clean labels of the same
                          samples (``noise.model = "none"``), early-stopped on its (clean)
@@ -67,8 +67,19 @@ from noisescope.evidence.paired import mcnemar
 from noisescope.evidence.rules import Recommendation, decision_warning, recommend, repair_verdict
 from noisescope.io import atomic_write, jsonable, write_json
 from noisescope.models.base import TappedModel
-from noisescope.runs.oracle import _complete, ensure_oracle
-from noisescope.runs.repair_export import (
+from noisescope.runs.run import Run, load_run
+from noisescope.spectral.analysis import analyse
+from noisescope.spectral.compare import best_tap
+from noisescope.spectral.export import SpectralHead, TruncatedModel
+from noisescope.spectral.heads import logistic_readouts, ridge_readout
+from noisescope.spectral.layerwise import d_candidates, fit_layerwise
+from noisescope.spectral.linear_probe import choose_d, cumulative_correct
+from noisescope.spectral.stats import FeatureStats, Spectrum
+from noisescope.spectral.truncation import SpectralTruncation
+from noisescope.taps import INPUT_TAP, iter_taps
+from noisescope.weights import choose_ranks, fixed_share_ranks, label_free_d, truncate_weights, weight_layers
+from noisescope.workflows.oracle import _complete, ensure_oracle
+from noisescope.workflows.repair_export import (
     CLEANING_MISSING,
     COLUMNS,
     DEFAULT,
@@ -81,18 +92,7 @@ from noisescope.runs.repair_export import (
     load_repair,  # noqa: F401  (re-exported: docs/repair.md imports it from here)
     model_spec,
 )
-from noisescope.runs.run import Run, load_run
-from noisescope.runs.truncate import early_stop_epoch, resolve_target
-from noisescope.spectral.analysis import analyse
-from noisescope.spectral.compare import best_tap
-from noisescope.spectral.export import SpectralHead, TruncatedModel
-from noisescope.spectral.heads import logistic_readouts, ridge_readout
-from noisescope.spectral.layerwise import d_candidates, fit_layerwise
-from noisescope.spectral.linear_probe import choose_d, cumulative_correct
-from noisescope.spectral.stats import FeatureStats, Spectrum
-from noisescope.spectral.truncation import SpectralTruncation
-from noisescope.taps import INPUT_TAP, iter_taps
-from noisescope.weights import choose_ranks, fixed_share_ranks, label_free_d, truncate_weights, weight_layers
+from noisescope.workflows.truncate import early_stop_epoch, resolve_target
 
 
 @dataclass
@@ -419,13 +419,13 @@ def repair_run(
 
 def _cleaning_row(board: _Board, run: Run, notes: list[str], mode: str | None, method: str,
                   progress: Callable[[str], None]) -> None:
-    """Cleaning + retraining (``runs.clean``): the samples ``method`` flagged in the run's
-    ``label_issues.parquet`` (``runs.label_issues``) removed or relabelled, the config retrained
+    """Cleaning + retraining (``workflows.clean``): the samples ``method`` flagged in the run's
+    ``label_issues.parquet`` (``workflows.label_issues``) removed or relabelled, the config retrained
     with the run's training seed as ``RUN/cleaned/<mode>-<method>-s<seed>``, its early-stopped
     model (best noisy-validation epoch) scored. Retrains only when ``mode`` is given; an existing
     complete sub-run is used either way."""
-    from noisescope.runs.clean import retrain_cleaned
-    from noisescope.runs.label_issues import flagged_mask, read_label_issues
+    from noisescope.workflows.clean import retrain_cleaned
+    from noisescope.workflows.label_issues import flagged_mask, read_label_issues
 
     try:
         read_label_issues(run.path)

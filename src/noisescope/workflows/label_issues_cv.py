@@ -17,9 +17,9 @@ from noisescope.data.base import NoisyDataset
 from noisescope.detect import cleanlab_issues, cleanlab_scores, cross_val_pred_probs
 from noisescope.evaluate import predict_logits
 from noisescope.runs.build import prepare_model
-from noisescope.runs.label_issues_scores import Scoring
 from noisescope.runs.run import Run
 from noisescope.training.loop import Trainer
+from noisescope.workflows.label_issues_scores import Scoring
 
 
 def fold_trainer(run: Run, epochs: int, device: torch.device, batch_size: int) -> tuple[Callable, Callable]:

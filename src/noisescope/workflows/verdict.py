@@ -118,8 +118,8 @@ def model_context(run: Run, device: str | torch.device = "cpu", batch_size: int 
     """The context read from the checkpoints (module docstring) and notes; ({}, [why]) when the
     run has none."""
     from noisescope.evaluate import correct
-    from noisescope.runs.truncate import early_stop_epoch
     from noisescope.spectral.truncation import SpectralTruncation
+    from noisescope.workflows.truncate import early_stop_epoch
 
     if not run.checkpoints():
         return {}, ["no checkpoints: tap order, feature tap and the paired test of truncation vs early stopping "

@@ -26,7 +26,7 @@ model is compared with the parent's early-stopped model by McNemar's exact test
   its own rule (nearer another class mean than its own in the top-d principal subspace, d on
   noisy validation), not the consensus.
 * Iterative: round 1 flags with the label-issues API
-  (:func:`noisescope.runs.label_issues.find_label_issues` on the parent run); round r > 1 adds
+  (:func:`noisescope.workflows.label_issues.find_label_issues` on the parent run); round r > 1 adds
   the flags of the same detector on the round r - 1 retrained model (its early-stopped
   checkpoint, over the parent's whole training split: the samples it never saw included).
   Each round retrains from scratch on the parent's split minus (or relabelled at) every flag
@@ -65,8 +65,8 @@ from noisescope.models.base import TappedModel
 from noisescope.runs.build import Prepared, prepare_model
 from noisescope.runs.lifecycle import run_experiment
 from noisescope.runs.run import Run, load_run
-from noisescope.runs.truncate import early_stop_epoch
 from noisescope.training.loop import EpochReport
+from noisescope.workflows.truncate import early_stop_epoch
 
 MODES = ("remove", "relabel")
 #: the detector whose flags :func:`iterative_clean` uses by default, and why
@@ -173,7 +173,7 @@ def retrain_cleaned(
     Args:
         run_path: the parent run.
         flagged: (N,) bool over the parent's training split (e.g.
-            :func:`noisescope.runs.label_issues.flagged_mask`).
+            :func:`noisescope.workflows.label_issues.flagged_mask`).
         mode: ``"remove"``, ``"relabel"`` or both (a list).
         seeds: training seeds of the sub-runs (``train.seed``).
         method: a label for the flagged set, used in the sub-run names (letters, digits, ``_``).
@@ -346,7 +346,7 @@ def iterative_clean(
 
     Args:
         run_path: the parent run (trained on the noisy labels, with the dynamics probe).
-        detector: a label-issue detector (``runs.label_issues.RUN_METHODS``); rounds > 1 need
+        detector: a label-issue detector (``workflows.label_issues.RUN_METHODS``); rounds > 1 need
             one of ``FEATURE_DETECTORS``.
         mode: ``"remove"`` or ``"relabel"``.
         max_rounds: at most this many retrainings (compute: 1 + rounds runs).
@@ -357,7 +357,7 @@ def iterative_clean(
         raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
     if isinstance(max_rounds, bool) or int(max_rounds) < 1:
         raise ValueError(f"max_rounds must be a positive int, got {max_rounds!r}")
-    from noisescope.runs.label_issues import find_label_issues
+    from noisescope.workflows.label_issues import find_label_issues
 
     run = load_run(run_path)
     data = run.data

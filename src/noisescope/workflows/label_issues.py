@@ -25,7 +25,7 @@ Detectors and where their inputs come from (none reads the true labels or the no
   ``seed``, the model seeded with ``train.seed``); the folds' training is timed.
 * ``consensus`` (**the default ranking and the default flags**): the mean percentile rank (ties
   averaged) over the *distinct* rankings among the computed detectors, flagged by at least half
-  of those detectors (:func:`~noisescope.runs.label_issues_scores.consensus_members`: ``cleanlab``
+  of those detectors (:func:`~noisescope.workflows.label_issues_scores.consensus_members`: ``cleanlab``
   in-sample is ``disagreement``'s ranking and counts once, as ``disagreement``; ``cleanlab_cv`` is
   a peer beside the consensus, never in it). The table is ranked by it unless ``rank_by`` names a
   detector.
@@ -48,8 +48,8 @@ The mask is read only after every score is computed. ``cleanlab_cv`` is written 
 files, ``RUN/label_issues_cleanlab_cv.parquet`` / ``.json``, so ``--cleanlab-cv`` neither changes
 the default ranking nor overwrites it with another.
 
-The detectors' steps are in :mod:`noisescope.runs.label_issues_scores`, ``cleanlab_cv``'s
-cross-validated training in :mod:`noisescope.runs.label_issues_cv`.
+The detectors' steps are in :mod:`noisescope.workflows.label_issues_scores`, ``cleanlab_cv``'s
+cross-validated training in :mod:`noisescope.workflows.label_issues_cv`.
 """
 
 from __future__ import annotations
@@ -69,8 +69,10 @@ from noisescope.data.base import NoisyDataset
 from noisescope.detect.evaluate import evaluate_scores, finite_scores
 from noisescope.evaluate import predict_logits
 from noisescope.io import atomic_write, jsonable, write_json
-from noisescope.runs.label_issues_cv import fold_trainer, score_cleanlab_cv
-from noisescope.runs.label_issues_scores import (
+from noisescope.runs.run import Run, load_run
+from noisescope.training.loop import resolve_device
+from noisescope.workflows.label_issues_cv import fold_trainer, score_cleanlab_cv
+from noisescope.workflows.label_issues_scores import (
     BESIDE,
     SAME_RANKING,
     Progress,
@@ -85,8 +87,6 @@ from noisescope.runs.label_issues_scores import (
     score_dynamics,
     score_features,
 )
-from noisescope.runs.run import Run, load_run
-from noisescope.training.loop import resolve_device
 
 __all__ = ["BESIDE", "COMMAND", "CV_JSON", "CV_PARQUET", "DEFAULT_METHODS", "DYNAMICS_METHODS", "FEATURE_METHODS",
            "FLAG_RULES", "JSON", "PARQUET", "RUN_METHODS", "SAME_RANKING", "SYNTHETIC_NOISE",
