@@ -240,3 +240,12 @@ def test_config_identity_leaves_out_where_the_run_lives():
     assert config_hash(Config()) == "11f06b0e59"
     assert config_hash(load_config("synthetic_demo")) == "f7f72ce9f8"
     assert config_hash(Config().to_dict()) == config_hash(Config())
+
+
+def test_a_preset_shortened_with_train_epochs_keeps_only_the_checkpoints_that_can_exist():
+    base = load_config("kubo_mlp5")
+    assert max(base.run.checkpoint_epochs) > 3
+    short = load_config("kubo_mlp5", ["train.epochs=3"])
+    assert short.run.checkpoint_epochs == [e for e in base.run.checkpoint_epochs if e <= 3]
+    with pytest.raises(ConfigError, match="run.checkpoint_epochs lists epoch 100"):
+        load_config("kubo_mlp5", ["train.epochs=3", "run.checkpoint_epochs=[100]"])

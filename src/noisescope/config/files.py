@@ -176,6 +176,22 @@ def locate(exc: ConfigError, source: str | Path | None, overrides: Sequence[str]
     return ConfigError(f"{where}: {message}", field=field_name)
 
 
+def _shorten_checkpoints(raw: dict[str, Any], overrides: list[str]) -> None:
+    """A run shortened with ``--set train.epochs=E`` keeps only the file's checkpoint epochs
+    <= E (a preset's later checkpoints cannot exist). Checkpoint epochs given with ``--set``
+    are never dropped: beyond train.epochs they are an error (config.validate)."""
+    keys = {t.split("=", 1)[0].strip() for t in overrides}
+    run, train = raw.get("run"), raw.get("train")
+    if "train.epochs" not in keys or any(k.startswith("run.checkpoint_epochs") for k in keys):
+        return
+    if not (isinstance(run, dict) and isinstance(train, dict) and isinstance(run.get("checkpoint_epochs"), list)):
+        return
+    epochs = train.get("epochs")
+    if isinstance(epochs, int) and not isinstance(epochs, bool):
+        run["checkpoint_epochs"] = [e for e in run["checkpoint_epochs"]
+                                    if not isinstance(e, int) or isinstance(e, bool) or e <= epochs]
+
+
 def load_config(name_or_path: str | Path | None = None, overrides: list[str] | None = None, *,
                 device_check: bool = True) -> Config:
     """Read a TOML file or preset (None = defaults), apply ``--set`` overrides, validate.
@@ -194,6 +210,7 @@ def load_config(name_or_path: str | Path | None = None, overrides: list[str] | N
         for text in overrides:
             check_override(text)
         apply_overrides(raw, overrides)
+        _shorten_checkpoints(raw, overrides)
         if isinstance(raw.get("run"), dict) and raw["run"].get("name") == "":  # given, and empty
             _fail("run.name", "run.name is empty; give a directory name, or leave run.name out to name the run "
                               "after its config")
