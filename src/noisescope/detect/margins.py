@@ -104,11 +104,7 @@ class MarginRecorder:
                 raise ValueError(f"index must lie in [0, {self.n})")
         elif len(range(*index.indices(self.n))) != len(m):
             raise ValueError(f"slice {index} does not cover {len(m)} rows")
-        if self.dtype == torch.float16:
-            m = m.clamp(-FP16_MAX, FP16_MAX)
-        row = self._row(epoch)
-        self._block[row, index] = m.to(self.dtype)
-        self._filled[row][index] = True
+        self._store(epoch, index, m)
 
     # ------------------------------------------------------------------ reading
     def __len__(self) -> int:
@@ -177,14 +173,17 @@ class MarginRecorder:
 
     def _fill(self, epoch: int, idx: torch.Tensor, vals: torch.Tensor, where: str) -> None:
         """Store (k,) float32 margins ``vals`` of samples ``idx`` at ``epoch`` (read from ``where``)."""
-        n = self.n
-        if len(idx) and (int(idx.min()) < 0 or int(idx.max()) >= n):
-            raise ValueError(f"{where} has index outside [0, {n}) at epoch {epoch}")
+        if len(idx) and (int(idx.min()) < 0 or int(idx.max()) >= self.n):
+            raise ValueError(f"{where} has index outside [0, {self.n}) at epoch {epoch}")
+        self._store(epoch, idx, vals)
+
+    def _store(self, epoch: int, index: torch.Tensor | slice, vals: torch.Tensor) -> None:
+        """Write checked margins into ``epoch``'s row (clamped to float16's range when stored so)."""
         if self.dtype == torch.float16:
             vals = vals.clamp(-FP16_MAX, FP16_MAX)
         row = self._row(epoch)
-        self._block[row, idx] = vals.to(self.dtype)
-        self._filled[row][idx] = True
+        self._block[row, index] = vals.to(self.dtype)
+        self._filled[row][index] = True
 
     # ------------------------------------------------------------------ resume
     def state_dict(self) -> dict[str, torch.Tensor]:
