@@ -48,8 +48,14 @@ def bootstrap_loss(logits: torch.Tensor, y: torch.Tensor, beta: float, hard: boo
 
 
 class _LossMethod(Method):
+    """A method whose batch loss is ``fn(logits, y, **options)`` (options cast to float), plus
+    any fixed keyword ``fixed``."""
+
+    fn = staticmethod(gce_loss)
+    fixed: dict = {}
+
     def per_batch(self, logits: torch.Tensor, y: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
-        raise NotImplementedError
+        return self.fn(logits, y, **{k: float(v) for k, v in self.options.items()}, **self.fixed)
 
     def loss(self, forward: Forward, xb: torch.Tensor, yb: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
         return self.per_batch(forward(xb), yb, idx)
@@ -58,38 +64,25 @@ class _LossMethod(Method):
 class GCE(_LossMethod):
     """``train.method = "gce"``; options: ``q`` (0.7)."""
 
-    name = "gce"
-
-    def per_batch(self, logits: torch.Tensor, y: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
-        return gce_loss(logits, y, float(self.options["q"]))
+    name, fn = "gce", staticmethod(gce_loss)
 
 
 class SCE(_LossMethod):
     """``train.method = "sce"``; options: ``alpha`` (0.1), ``beta`` (1.0), ``log_zero`` (-4)."""
 
-    name = "sce"
-
-    def per_batch(self, logits: torch.Tensor, y: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
-        o = self.options
-        return sce_loss(logits, y, float(o["alpha"]), float(o["beta"]), float(o["log_zero"]))
+    name, fn = "sce", staticmethod(sce_loss)
 
 
 class BootstrapSoft(_LossMethod):
     """``train.method = "bootstrap_soft"``; options: ``beta`` (0.95)."""
 
-    name = "bootstrap_soft"
-
-    def per_batch(self, logits: torch.Tensor, y: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
-        return bootstrap_loss(logits, y, float(self.options["beta"]), hard=False)
+    name, fn, fixed = "bootstrap_soft", staticmethod(bootstrap_loss), {"hard": False}
 
 
 class BootstrapHard(_LossMethod):
     """``train.method = "bootstrap_hard"``; options: ``beta`` (0.8)."""
 
-    name = "bootstrap_hard"
-
-    def per_batch(self, logits: torch.Tensor, y: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
-        return bootstrap_loss(logits, y, float(self.options["beta"]), hard=True)
+    name, fn, fixed = "bootstrap_hard", staticmethod(bootstrap_loss), {"hard": True}
 
 
 class ELR(_LossMethod):
