@@ -206,11 +206,10 @@ def compare_on_val(first: str, a: np.ndarray | torch.Tensor, second: str, b: np.
     Args:
         a, b: (n,) per-sample correctness (bool or 0/1) of the two candidates on the same samples.
     """
-    v = repair_verdict(a, b)
-    mc = mcnemar_counts(v.b, v.c, v.n)
+    v = repair_verdict(a, b)  # paired: b, c, the guarded se and McNemar's exact p
     k_b = int(as_numpy(b, bool).sum())
-    return Comparison(first, second, k_b + v.b - v.c, k_b, v.b, v.c, v.n, mc.p_value, v.gain, v.se,
-                      bool(v.b > v.c and mc.p_value < alpha and v.recommended))
+    return Comparison(first, second, k_b + v.b - v.c, k_b, v.b, v.c, v.n, v.p_value, v.gain, v.se,
+                      bool(v.b > v.c and v.p_value < alpha and v.recommended))
 
 
 @dataclass(frozen=True)
