@@ -28,11 +28,10 @@ import pandas as pd
 
 from noisescope.evidence.intervals import Accuracy
 from noisescope.io import write_json
+from noisescope.workflows.repair_export import NOT_CANDIDATES
 
 DEMO_JSON = "demo.json"
 WIDTH = 80
-#: kinds of repair rows that are not candidates of the recommendation (workflows.repair)
-NOT_CANDIDATES = ("reference", "oracle")
 FULL_LENGTH = ("full length: delete RUN/cleaned and RUN/oracle, then run `noisescope repair RUN "
                "--clean remove --oracle`")
 
@@ -135,20 +134,6 @@ def report_line(report: Path) -> str:
     return f"report: {report}"
 
 
-def decision_of(repair) -> Any:
-    """The repair leaderboard's recommendation (``RepairReport.decision``); computed with
-    ``evidence.rules.recommend`` over its candidate rows (default early stopping) where the
-    report does not carry it."""
-    decision = getattr(repair, "decision", None)
-    if decision is not None:
-        return decision
-    from noisescope.evidence.rules import recommend
-
-    kinds = dict(zip(repair.table["method"], repair.table["kind"], strict=True))
-    cands = {m: c["val"] for m, c in repair.correct.items() if kinds.get(m) not in NOT_CANDIDATES}
-    return recommend(cands, default="early_stop")
-
-
 def finish_demo(path: str | Path, retrain: int | None = None,
                 progress: Callable[[str], None] | None = None) -> DemoOutcome:
     """Label issues, cleaning + retraining, the oracle and the repair leaderboard of the trained
@@ -191,7 +176,7 @@ def finish_demo(path: str | Path, retrain: int | None = None,
     repair = repair_run(path, oracle=True, clean="remove", clean_method=method,
                         progress=lambda m: say(f"repair: {m}"))
     seconds["repair"] = time.perf_counter() - t0
-    out = DemoOutcome(path, labels, repair, decision_of(repair), method, epochs, n_retrain,
+    out = DemoOutcome(path, labels, repair, repair.decision, method, epochs, n_retrain,
                       -1 if es is None else int(es), seconds)
     out.lines = [model_line(out.decision, repair.table), labels_line(labels)]
     write_demo_json(out)
