@@ -12,13 +12,13 @@ import numpy as np
 import torch
 
 from noisescope.evidence._arrays import as_numpy
+from noisescope.evidence.intervals import binomial_se
 from noisescope.evidence.paired import mcnemar_counts, paired_se
 
-D_RULES = ("1se", "argmax")
+# The large-activation median is read from a histogram with relative error <= 2**-8.
+from noisescope.signals.large_activation import MEDIAN_REL_ERROR
 
-# The large-activation median is read from a histogram with relative error <= 2**-8
-# (noisescope.signals.large_activation.MEDIAN_REL_ERROR).
-MEDIAN_REL_ERROR = 2.0**-8
+D_RULES = ("1se", "argmax")
 LARGE, NOT_LARGE, UNDECIDED = "large", "not large", "undecided"
 FOLLOWS = ("input", "label", "neither", "undecided")
 
@@ -65,7 +65,7 @@ def within_one_se(correct: np.ndarray | int, best: int, n: int) -> np.ndarray | 
     (d*, weight ranks, per-layer d): correct/n >= p - sqrt(p (1 - p) / n) with p = best/n
     (a 1e-12 slack absorbs float rounding at the boundary). ``correct`` may be an array."""
     p = best / n
-    return np.asarray(correct) / n >= p - math.sqrt(p * (1 - p) / n) - 1e-12
+    return np.asarray(correct) / n >= p - binomial_se(p, n) - 1e-12
 
 
 # --------------------------------------------------------------------------- repair verdict
@@ -370,7 +370,7 @@ def resolution_warning(n_val: int, acc: float, delta: float, min_n: int = 100) -
         return (f"noisy validation has only {n_val} samples (fewer than {min_n}): choices made on it "
                 "(d, early-stopping epoch, repair) are unreliable")
     delta = abs(float(delta))
-    se = math.sqrt(acc * (1 - acc) / n_val)
+    se = binomial_se(acc, n_val)
     if delta > 0 and se > delta / 2:
         need = math.ceil(4 * acc * (1 - acc) / delta**2)
         return (f"noisy validation ({n_val} samples) cannot resolve a {_pts(delta)}-point difference: an "
