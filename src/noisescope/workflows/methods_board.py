@@ -15,7 +15,8 @@ baseline; the oracle: its clean validation):
   and n (clean test); ``final_test_acc``: the method's last epoch.
 * ``es_b`` / ``es_c`` / ``es_p``: McNemar's exact test against early stopping on clean test
   (b: this right, early stopping wrong).
-* ``gap_closed`` = (acc - acc_es) / (acc_oracle - acc_es) on clean test.
+* ``gap_closed``: ``workflows.repair.gap_closed`` (the share of the early-stopping -> oracle gap
+  closed on clean test).
 * ``compute``: training wall seconds / the cross-entropy run's (same noise and seed, probes
   included); ``compute_nominal``: forward-backward passes per sample as a multiple of one run
   (``methods.COMPUTE``; cleaning: 1 + retrained rounds).
@@ -53,6 +54,7 @@ from noisescope.io import atomic_write, read_json, write_json
 from noisescope.methods import COMPUTE
 from noisescope.runs.run import Run, load_run
 from noisescope.taps import iter_taps
+from noisescope.workflows.repair import gap_closed
 from noisescope.workflows.repair_export import export_module, load_repair, model_spec
 from noisescope.workflows.truncate import early_stop_epoch
 
@@ -154,7 +156,7 @@ def board(out: str | Path, batch_size: int = 2048, timings: dict | None = None,
                          "val_acc": float(val[m].mean()), "n_val": int(val[m].size), "test_acc": acc.value,
                          "test_low": acc.low, "test_high": acc.high, "n_test": acc.n, "es_b": mc.b, "es_c": mc.c,
                          "es_p": mc.p_value,
-                         "gap_closed": (acc.value - acc_es) / (acc_or - acc_es) if acc_or > acc_es else float("nan"),
+                         "gap_closed": gap_closed(acc.value, acc_es, acc_or),
                          "final_test_acc": float(f_right.mean()), "memorized": _memorized(run, e),
                          "final_memorized": _memorized(run, final),
                          "tail_clean": tc, "tail_noisy": tn, "compute": comp, "compute_nominal": nominal})

@@ -456,6 +456,13 @@ def _cleaning_row(board: _Board, run: Run, notes: list[str], mode: str | None, m
               note=f"sub-run {sub}", source=sub)
 
 
+def gap_closed(acc: float, acc_es: float, acc_oracle: float) -> float:
+    """(acc - acc_es) / (acc_oracle - acc_es) on clean test: the share of the early-stopping ->
+    oracle gap a model closes (docs/definitions.md); NaN unless the oracle beats early stopping."""
+    gap = acc_oracle - acc_es
+    return (acc - acc_es) / gap if gap > 0 else float("nan")
+
+
 def _finish(run: Run, board: _Board, epoch: int, e_epoch: int, notes: list[str]) -> RepairReport:
     right = board.correct
     fin, es = right["final"], right["early_stop"]
@@ -486,8 +493,8 @@ def _finish(run: Run, board: _Board, epoch: int, e_epoch: int, notes: list[str])
         if m != "early_stop":
             mc = mcnemar(c["test"], es["test"])
             r.update(es_b=mc.b, es_c=mc.c, es_diff=mc.difference, es_p=mc.p_value)
-        if gap == gap and gap > 0:
-            r["gap_closed"] = (float(c["test"].mean()) - acc_es) / gap
+        if orc is not None:
+            r["gap_closed"] = gap_closed(float(c["test"].mean()), acc_es, float(orc["test"].mean()))
     if orc is not None and not gap > 0:
         notes.append(f"the oracle does not beat early stopping on clean test (gap {100 * gap:+.1f} points): "
                      "gap_closed is not defined")
