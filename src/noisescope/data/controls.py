@@ -20,9 +20,9 @@ appear (docs/results/controls.md). Each generator is registered in :data:`noises
 from __future__ import annotations
 
 import numpy as np
-import torch
 
 from noisescope.data.base import Dataset
+from noisescope.data.synthetic import generated_splits
 
 
 def make_two_scale(
@@ -69,18 +69,15 @@ def make_two_scale(
     g1, g2 = (g / max(np.linalg.norm(g), 1e-12) * np.sqrt(len(g)) if len(g) else g
               for g in (rng.standard_normal(fast_dim), rng.standard_normal(slow_dim)))
 
-    def sample(count: int) -> tuple[torch.Tensor, torch.Tensor]:
+    def sample(count: int) -> tuple[np.ndarray, np.ndarray]:
         zf = rng.standard_normal((count, fast_dim))
         zn = rng.standard_normal((count, nuisance_dim))
         zs = rng.standard_normal((count, slow_dim))
         logit = fast_weight * zf @ g1 + slow_weight * zs @ g2
-        x = np.concatenate([fast_scale * zf, zn, slow_scale * zs], axis=1)
-        return torch.from_numpy(x.astype(np.float32)), torch.from_numpy((logit > 0).astype(np.int64))
+        return np.concatenate([fast_scale * zf, zn, slow_scale * zs], axis=1), logit > 0
 
-    x_tr, y_tr = sample(n)
-    x_te, y_te = sample(n_test)
     return Dataset(
-        x_train=x_tr, y_train=y_tr, x_test=x_te, y_test=y_te, num_classes=2, name="two_scale",
+        **generated_splits(sample, n, n_test), num_classes=2, name="two_scale",
         classes=["negative", "positive"],
         meta={"fast_dim": int(fast_dim), "fast_scale": float(fast_scale), "fast_weight": float(fast_weight),
               "nuisance_dim": int(nuisance_dim), "slow_dim": int(slow_dim), "slow_scale": float(slow_scale),
@@ -131,17 +128,15 @@ def make_large_input(
     rng = np.random.default_rng(seed)
     means = separation * rng.standard_normal((num_classes, dim - spike_dims))
 
-    def sample(count: int) -> tuple[torch.Tensor, torch.Tensor]:
+    def sample(count: int) -> tuple[np.ndarray, np.ndarray]:
         y = rng.permutation(np.arange(count) % num_classes)
         x = np.zeros((count, dim))
         x[:, spike_dims:] = means[y] + rng.standard_normal((count, dim - spike_dims))
         x[rng.random(count) < spike_rate, :spike_dims] = spike_scale
-        return torch.from_numpy(x.astype(np.float32)), torch.from_numpy(y.astype(np.int64))
+        return x, y
 
-    x_tr, y_tr = sample(n)
-    x_te, y_te = sample(n_test)
     return Dataset(
-        x_train=x_tr, y_train=y_tr, x_test=x_te, y_test=y_te, num_classes=num_classes, name="large_input",
+        **generated_splits(sample, n, n_test), num_classes=num_classes, name="large_input",
         classes=[f"class_{i}" for i in range(num_classes)],
         meta={"dim": int(dim), "spike_dims": int(spike_dims), "spike_scale": float(spike_scale),
               "spike_rate": float(spike_rate), "separation": float(separation), "seed": int(seed)},

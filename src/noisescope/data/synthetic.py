@@ -24,6 +24,18 @@ import torch
 from noisescope.data.base import Dataset
 
 
+def generated_splits(sample, n: int, n_test: int) -> dict[str, torch.Tensor]:
+    """Train then test set drawn by ``sample(count) -> (x, y)`` numpy arrays (one generator,
+    train first): ``x_train``, ``y_train``, ``x_test``, ``y_test`` as float32 / int64 tensors,
+    the Dataset's fields."""
+    out = {}
+    for split, count in (("train", n), ("test", n_test)):
+        x, y = sample(count)
+        out[f"x_{split}"] = torch.from_numpy(np.asarray(x).astype(np.float32))
+        out[f"y_{split}"] = torch.from_numpy(np.asarray(y).astype(np.int64))
+    return out
+
+
 def make_spiked(
     n: int = 5000,
     n_test: int = 2000,
@@ -81,19 +93,13 @@ def make_spiked(
     protos = np.linalg.solve(chol, protos)  # (k*, P), (1/P) A A^T = I
     centres = signal * (basis @ protos).T  # (P, D)
 
-    def sample(count: int) -> tuple[torch.Tensor, torch.Tensor]:
+    def sample(count: int) -> tuple[np.ndarray, np.ndarray]:
         y = rng.permutation(np.arange(count) % num_classes)
         p = y * m + rng.integers(0, m, size=count)
-        x = centres[p] + noise * rng.standard_normal((count, dim))
-        return torch.from_numpy(x.astype(np.float32)), torch.from_numpy(y.astype(np.int64))
+        return centres[p] + noise * rng.standard_normal((count, dim)), y
 
-    x_tr, y_tr = sample(n)
-    x_te, y_te = sample(n_test)
     return Dataset(
-        x_train=x_tr,
-        y_train=y_tr,
-        x_test=x_te,
-        y_test=y_te,
+        **generated_splits(sample, n, n_test),
         num_classes=num_classes,
         name="synthetic",
         classes=[f"class_{i}" for i in range(num_classes)],
