@@ -186,7 +186,6 @@ class SpectralReducer:
         projection_dtype: torch.dtype = torch.float32,
         cache_mb: float = 1024.0,
         progress: Callable[[str], None] | None = None,
-        gram_dtype: torch.dtype = torch.float64,
     ) -> None:
         if d_rule not in D_RULES:
             raise ValueError(f"unknown d rule {d_rule!r}; choose from {D_RULES}")
@@ -196,7 +195,6 @@ class SpectralReducer:
         self.batch_size, self.device, self.projection_dtype = batch_size, device, projection_dtype
         self.progress = progress
         self.cache_mb = cache_mb
-        self.gram_dtype = gram_dtype
         self.stats: dict[str, FeatureStats] = {}
         self.out: dict[str, TapAnalysis] = {}
         self._cache: list[tuple[slice, dict[str, torch.Tensor]]] | None = [] if segregation else None
@@ -212,7 +210,7 @@ class SpectralReducer:
             c = data.num_classes
             for n in self.taps:
                 if n not in self.stats:
-                    self.stats[n] = FeatureStats(acts[n].shape[1], c, gram_dtype=self.gram_dtype)
+                    self.stats[n] = FeatureStats(acts[n].shape[1], c)
                 self.stats[n].update(acts[n], data.y_train[sl], data.y_train_true[sl])
             if self._cache is not None:
                 nbytes = sum(acts[n].numel() * 4 for n in self.taps)
