@@ -166,6 +166,7 @@ def retrain_cleaned(
     method: str = "flagged",
     epochs: int | None = None,
     on_epoch: Callable[[str, EpochReport], None] | None = None,
+    predictions: np.ndarray | None = None,
 ) -> CleaningResult:
     """Retrain the run's config on its cleaned training split, one sub-run per mode and seed,
     and compare (module docstring).
@@ -179,6 +180,8 @@ def retrain_cleaned(
         method: a label for the flagged set, used in the sub-run names (letters, digits, ``_``).
         epochs: training epochs of the sub-runs (default: the parent's).
         on_epoch: called ``(sub-run name, report)`` after each epoch.
+        predictions: (N,) the parent's early-stopped predictions on its training split, when
+            already computed (``relabel``; default: :func:`early_predictions`).
 
     An existing sub-run with the same name is resumed / reused when its config and flagged
     set match, and is an error otherwise.
@@ -196,7 +199,8 @@ def retrain_cleaned(
     flags = _flag_mask(flagged, len(data.y_train))
     if flags.all():
         raise ValueError("every training sample is flagged: nothing would be left to train on")
-    preds = early_predictions(run) if "relabel" in modes else None
+    preds = None if "relabel" not in modes else (
+        early_predictions(run) if predictions is None else np.asarray(predictions, dtype=np.int64))
     fp = _fingerprint(flags)
     base = run.config.to_dict()
     subs: dict[tuple[str, int], Path] = {}
@@ -380,7 +384,8 @@ def iterative_clean(
         if new.sum() == flagged.sum() or new.all():
             rounds.append(CleaningRound(r, int(new.sum()), None, -1, best, False, "no new flags"))
             break
-        res = retrain_cleaned(run.path, new, mode, seeds=[seed], method=f"{detector}_r{r}", epochs=epochs)
+        res = retrain_cleaned(run.path, new, mode, seeds=[seed], method=f"{detector}_r{r}", epochs=epochs,
+                              predictions=suggestions["suggested"].to_numpy())
         path = res.runs[(mode, seed)]
         sub = load_run(path)
         e = early_stop_epoch(sub)[0]
