@@ -21,6 +21,7 @@ import math
 import numpy as np
 import pandas as pd
 
+from noisescope.evidence.intervals import binomial_se
 from noisescope.metrics import curve
 
 #: The band's two edges, in standard errors of the dip: a dip is clear above Z_CLEAR, noise
@@ -164,7 +165,7 @@ def test_curves(metrics: pd.DataFrame) -> dict[str, tuple[np.ndarray, np.ndarray
     common = acc.index.intersection(n.index)
     if len(common):
         p, m = 1.0 - acc[common].to_numpy(float), n[common].to_numpy(float)
-        out["error"] = (common.to_numpy(), p, np.sqrt(np.clip(p * (1 - p), 0, None) / m))
+        out["error"] = (common.to_numpy(), p, np.array([binomial_se(pi, mi) for pi, mi in zip(p, m, strict=True)]))
     loss = curve(metrics, "dynamics", "loss", subset="test").dropna()
     sd = curve(metrics, "dynamics", "loss_sd", subset="test").dropna()
     common = loss.index.intersection(sd.index).intersection(n.index)

@@ -131,7 +131,7 @@ def repair_verdict(repaired: np.ndarray | torch.Tensor | int, original: np.ndarr
             raise ValueError(f"correct counts must lie in [0, n_val={n_val}], got {k1} and {k0}")
         p1, p0 = k1 / n_val, k0 / n_val
         gain = p1 - p0
-        se = math.sqrt(p1 * (1 - p1) / n_val + p0 * (1 - p0) / n_val)
+        se = math.hypot(binomial_se(p1, n_val), binomial_se(p0, n_val))
         n, method, b, c, p = int(n_val), "unpaired", None, None, None
     else:
         r, o = as_numpy(repaired, bool), as_numpy(original, bool)
