@@ -7,6 +7,7 @@ probe options) before a single file is written; :mod:`noisescope.runs.lifecycle`
 
 from __future__ import annotations
 
+import inspect
 import os
 import warnings
 from dataclasses import dataclass
@@ -87,9 +88,13 @@ def check_data_size(cfg: Config) -> None:
     generated: (n + n_test) x dim float32 inputs and int64 labels."""
     if cfg.data.name != "synthetic":
         return  # file-backed data sets are as large as their files
-    opts = cfg.data.options
+    from noisescope.data.synthetic import make_spiked
+
+    defaults = {k: p.default for k, p in inspect.signature(make_spiked).parameters.items()}
+    opts = {**defaults, **cfg.data.options}  # the generator's own defaults, not copies of them
     try:
-        n, n_test, dim = int(opts.get("n", 5000)), int(opts.get("n_test", 2000)), int(opts.get("dim", 100))
+        n = int(opts["n"] if opts["n_train"] is None else opts["n_train"])  # n_train: make_spiked's alias of n
+        n_test, dim = int(opts["n_test"]), int(opts["dim"])
     except (TypeError, ValueError):
         return  # the generator's own check names the bad option
     need = max(n + n_test, 0) * (max(dim, 0) * 4 + 8) * 2  # the tensors and one working copy
