@@ -36,3 +36,19 @@ def cell(v: object, digits: int = 3) -> str:
     if isinstance(v, float):
         return f"{v:.{digits}f}" if abs(v) < 1e4 else f"{v:.3g}"
     return str(v)
+
+
+def interval(value: float, low: float, high: float, digits: int = 3) -> str:
+    """An accuracy with its interval, the same in every command: ``value [low, high]`` (bounds
+    to 3 decimals), ``value`` alone when the bounds are NaN, ``-`` when the value is NaN."""
+    if value != value:
+        return "-"
+    return f"{value:.{digits}f} [{low:.3f}, {high:.3f}]" if low == low else f"{value:.{digits}f}"
+
+
+def p_value(p: float, digits: int = 2, below: int = -300) -> str:
+    """A p-value, the same in every command: ``-`` when not computed, ``<1e{below}`` under
+    ``10**below`` (or when it underflowed to 0), else ``digits`` significant digits."""
+    if p != p:
+        return "-"
+    return f"<1e{below}" if p < 10.0 ** below or p == 0 else f"{p:.{digits}g}"

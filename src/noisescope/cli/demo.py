@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from noisescope.cli.common import interval, p_value
 from noisescope.evidence.intervals import Accuracy
 from noisescope.io import write_json
 from noisescope.workflows.repair_export import NOT_CANDIDATES
@@ -85,12 +86,12 @@ def model_line(decision, table: pd.DataFrame, width: int = WIDTH) -> str:
     comparison that decided (``Recommendation.decisive``, on noisy validation)."""
     row = table[table["method"] == decision.choice].iloc[0]
     acc = Accuracy.from_value(float(row["test_acc"]), int(row["n_test"]))
-    short_acc = f"{acc.value:.3f} [{acc.low:.3f}, {acc.high:.3f}]"
+    short_acc = interval(acc.value, acc.low, acc.high)
     dec = decision.decisive
     if dec is None:
         long = short = "no other candidate"
     else:
-        p = f"p={dec.p_value:.2g}"
+        p = f"p={p_value(dec.p_value)}"
         gap = f"{dec.k_first} vs {dec.k_second} of {dec.n}"
         if decision.status == "recommended":
             long = f"beats every other; closest {dec.second} ({gap} val, {p})"
@@ -105,7 +106,7 @@ def model_line(decision, table: pd.DataFrame, width: int = WIDTH) -> str:
     name = decision.choice
     tag = {"recommended": "use", "no decision": "kept"}.get(decision.status, "keep")
     tiny = "" if dec is None else (f"vs {dec.first if dec.second == name else dec.second} "
-                                   f"p={dec.p_value:.1g}")
+                                   f"p={p_value(dec.p_value, 1)}")
     return _fit([f"best model: {name}, clean test {acc}; {long}",
                  f"best: {name} {acc}; {long}",
                  f"best: {name} {acc}; {short}",
@@ -206,16 +207,15 @@ def write_demo_json(out: DemoOutcome) -> Path:
     return path
 
 
-def leaderboard_rows(table: pd.DataFrame, decision) -> list[tuple[str, str, str, str]]:
-    """(method, noisy val, clean test with interval, outcome) per measured row, for the terminal."""
+def leaderboard_rows(table: pd.DataFrame) -> list[tuple[str, str, str, str]]:
+    """(method, noisy val, clean test with interval, outcome) per measured row of the repair
+    table (``workflows.repair_export.COLUMNS``: its Wilson bounds and the recommendation's
+    outcome, ``verdict``), for the terminal."""
     out = []
     for r in table.to_dict("records"):
         if not r.get("n_test"):
             continue
-        test = Accuracy.from_value(float(r["test_acc"]), int(r["n_test"]))
-        outcome = decision.outcome(r["method"]) if hasattr(decision, "outcome") else ""
-        if r["kind"] in NOT_CANDIDATES:
-            outcome = r["kind"]
+        outcome = r["kind"] if r["kind"] in NOT_CANDIDATES else r["verdict"]
         out.append((str(r["method"]), f"{float(r['val_acc']):.3f}",
-                    f"{test.value:.3f} [{test.low:.3f}, {test.high:.3f}]", outcome or "-"))
+                    interval(float(r["test_acc"]), float(r["test_low"]), float(r["test_high"])), outcome or "-"))
     return out

@@ -20,7 +20,7 @@ from rich import box
 from rich.table import Table
 from rich.text import Text
 
-from noisescope.cli.common import cell, console, fail
+from noisescope.cli.common import cell, console, fail, interval, p_value
 
 CAPTION = ("ES: early stopping (cross-entropy). Each model at its own early-stopping epoch. "
            "vs ES: clean-test points (McNemar's exact p). noisy fit: noisy training samples "
@@ -61,15 +61,10 @@ def timings_of(paths: list[Path]) -> dict[str, dict]:
     return out
 
 
-def _acc(r: dict) -> str:
-    return "-" if r["test_acc"] != r["test_acc"] else f"{r['test_acc']:.3f} [{r['test_low']:.3f}, {r['test_high']:.3f}]"
-
-
 def _vs_es(r: dict, es: float) -> str:
     if r["method"] == "early_stop" or r["es_p"] != r["es_p"]:
         return "-"
-    p = f"{r['es_p']:.1g}" if r["es_p"] >= 1e-4 else "<1e-4"
-    return f"{100 * (r['test_acc'] - es):+.1f} ({p})"
+    return f"{100 * (r['test_acc'] - es):+.1f} ({p_value(r['es_p'], 1, below=-4)})"
 
 
 def _compute(r: dict, measured: bool) -> str:
@@ -94,8 +89,8 @@ def group_table(g: pd.DataFrame, title: str, recommended: str | None, measured: 
     es = float(g.loc[g["method"] == "early_stop", "test_acc"].iloc[0])
     for r in g.to_dict("records"):
         style = "bold" if r["method"] == recommended else None
-        table.add_row(r["method"], _acc(r), _vs_es(r, es), cell(r["gap_closed"], 2), cell(r["memorized"], 2),
-                      _compute(r, measured), style=style)
+        table.add_row(r["method"], interval(r["test_acc"], r["test_low"], r["test_high"]), _vs_es(r, es),
+                      cell(r["gap_closed"], 2), cell(r["memorized"], 2), _compute(r, measured), style=style)
     return table
 
 

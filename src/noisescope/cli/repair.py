@@ -11,24 +11,11 @@ from rich import box
 from rich.table import Table
 from rich.text import Text
 
-from noisescope.cli.common import cell, console, fail
-
-
-def _acc(v: float, lo: float, hi: float, digits: int = 4) -> str:
-    if v != v:
-        return "-"
-    return f"{v:.{digits}f} [{lo:.3f}, {hi:.3f}]"
+from noisescope.cli.common import cell, console, fail, interval, p_value
 
 
 def _pts(v: float) -> str:
     return "-" if v != v else f"{100 * v:+.1f}"
-
-
-def _p(v: float, digits: int = 2) -> str:
-    """A p-value: ``-`` when not computed, ``<1e-300`` when it underflowed to 0."""
-    if v != v:
-        return "-"
-    return "<1e-300" if v == 0 else f"{v:.{digits}g}"
 
 
 CAPTION = ("choices on noisy validation only; rule: the most accurate candidate against each other "
@@ -72,7 +59,7 @@ def leaderboard_table(df: pd.DataFrame, title: str, recommended: str | None = No
         style = "bold" if name == recommended else None
         verdict = str(r.get("verdict") or "-")
         rule = verdict if wide or not verdict.startswith("= ") else "same"
-        es = "-" if r["es_p"] != r["es_p"] else f"{_pts(r['es_diff'])} ({_p(r['es_p'], 2 if wide else 1)})"
+        es = "-" if r["es_p"] != r["es_p"] else f"{_pts(r['es_diff'])} ({p_value(r['es_p'], 2 if wide else 1)})"
         if not measured:
             cells = ["-"] * (len(cols) - 1)
             if wide:
@@ -81,13 +68,13 @@ def leaderboard_table(df: pd.DataFrame, title: str, recommended: str | None = No
             continue
         row: list[str | Text] = [name]
         if wide:
-            row += [str(r["choice"]), _acc(r["val_acc"], r["val_low"], r["val_high"])]
+            row += [str(r["choice"]), interval(r["val_acc"], r["val_low"], r["val_high"], 4)]
         else:
             row += [f"{r['val_acc']:.3f}"]
-        row += [_acc(r["test_acc"], r["test_low"], r["test_high"], 4 if wide else 3), rule]
+        row += [interval(r["test_acc"], r["test_low"], r["test_high"], 4 if wide else 3), rule]
         if wide:
             gain = "-" if r["val_gain"] != r["val_gain"] else f"{_pts(r['val_gain'])} ({100 * r['val_gain_se']:.1f})"
-            row += [_p(r.get("val_p", float("nan"))), gain]
+            row += [p_value(r.get("val_p", float("nan"))), gain]
         row += [es]
         if wide:
             row += [cell(r["gap_closed"], 2), cell(r["seconds"], 1)]
@@ -230,7 +217,7 @@ def _print_report(rep, wide: bool = False) -> None:
     if rep.recommended is not None:
         r = rep.row(rep.recommended)
         line = (f"use {rep.recommended} ({r['choice']}): clean test "
-                f"{_acc(r['test_acc'], r['test_low'], r['test_high'])} n={r['n_test']}")
+                f"{interval(r['test_acc'], r['test_low'], r['test_high'], 4)} n={r['n_test']}")
         orc = rep.table[(rep.table.method == "oracle") & (rep.table.n_test > 0)]
         if len(orc) and r["gap_closed"] == r["gap_closed"]:
             line += f"; oracle {orc.test_acc.iloc[0]:.4f}, gap closed {r['gap_closed']:.2f}"

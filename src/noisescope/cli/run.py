@@ -226,7 +226,7 @@ def _demo_finish(path: Path, retrain: int | None) -> None:
     if out.reduced:
         console.print(f"reduced cost: cleaning and oracle retrained {out.retrain_epochs} of {out.epochs} "
                       "epochs (see the report)", highlight=False)
-    rows = leaderboard_rows(out.repair.table, out.decision)
+    rows = leaderboard_rows(out.repair.table)
     n_val, n_test = int(out.repair.table["n_val"].max()), int(out.repair.table["n_test"].max())
     table = Table(title=f"which model to use (noisy val n={n_val}, clean test n={n_test})", box=box.SIMPLE_HEAD,
                   pad_edge=False, show_edge=False)

@@ -12,7 +12,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 from rich.text import Text
 
-from noisescope.cli.common import cell, console, fail
+from noisescope.cli.common import cell, console, fail, interval, p_value
 from noisescope.metrics import select
 
 
@@ -27,12 +27,6 @@ def _parse_epochs(text: str | None) -> list[int] | None:
 
 def _parse_taps(text: str) -> str | list[str]:
     return text if text in ("auto", "all", "feature") else [t.strip() for t in text.split(",") if t.strip()]
-
-
-def _interval(acc: float, low: float, high: float) -> str:
-    if acc != acc:
-        return "-"
-    return f"{acc:.3f} [{low:.3f}, {high:.3f}]" if low == low else f"{acc:.3f}"
 
 
 def _compact(title: str) -> Table:
@@ -54,8 +48,8 @@ def comparison_table(df, title: str) -> Table:
         table.add_column(col, justify=just)
     for r in df.to_dict("records"):
         table.add_row(r["method"], "-" if r["epoch"] < 0 else str(r["epoch"]), r["tap"], str(r["d"]),
-                      _interval(r["val_acc"], r.get("val_low", np.nan), r.get("val_high", np.nan)),
-                      _interval(r["test_acc"], r.get("test_low", np.nan), r.get("test_high", np.nan)))
+                      interval(r["val_acc"], r.get("val_low", np.nan), r.get("val_high", np.nan)),
+                      interval(r["test_acc"], r.get("test_low", np.nan), r.get("test_high", np.nan)))
     return table
 
 
@@ -69,7 +63,7 @@ def paired_table(df, title: str) -> Table:
     for r in df.to_dict("records"):
         table.add_row(r["comparison"].replace("truncated ", "", 1), str(r["n_test"]), str(r["b"]), str(r["c"]),
                       f"{100 * r['difference']:+.1f} [{100 * r['diff_low']:+.1f}, {100 * r['diff_high']:+.1f}]",
-                      f"{r['p_value']:.2g}")
+                      p_value(r['p_value']))
     return table
 
 
