@@ -64,6 +64,7 @@ class CoTeaching(Method):
         self.peer = reinit(model, int(options["seed"])).to(device)
         self.peer_opt = make_optimizer(self.peer.parameters()) if make_optimizer else \
             torch.optim.Adam(self.peer.parameters())
+        self.rate = 0.0  # R(T), set by start_epoch
 
     def start_epoch(self, epoch: int, lr: float | None = None) -> None:
         super().start_epoch(epoch, lr)
@@ -74,17 +75,16 @@ class CoTeaching(Method):
                 group["lr"] = lr
 
     def loss(self, forward: Forward, xb: torch.Tensor, yb: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
-        keep = int(round((1 - getattr(self, "rate", 0.0)) * len(yb)))
+        keep = int(round((1 - self.rate) * len(yb)))
         z1, z2 = forward(xb), self.peer(xb)
-        l1 = F.cross_entropy(z1, yb, reduction="none")
-        l2 = F.cross_entropy(z2, yb, reduction="none")
-        pick1, pick2 = small_loss_index(l1, keep), small_loss_index(l2, keep)
         self.peer_opt.zero_grad(set_to_none=True)
         # network 1 learns from network 2's small-loss rows and vice versa; the two losses
         # touch disjoint parameters, so one backward gives each network its own gradient
         if keep >= len(yb):
             return F.cross_entropy(z1, yb) + F.cross_entropy(z2, yb)
-        return l1[pick2].mean() + l2[pick1].mean()
+        l1 = F.cross_entropy(z1, yb, reduction="none")
+        l2 = F.cross_entropy(z2, yb, reduction="none")
+        return l1[small_loss_index(l2, keep)].mean() + l2[small_loss_index(l1, keep)].mean()
 
     def after_step(self) -> None:
         self.peer_opt.step()
