@@ -59,7 +59,8 @@ DEFAULTS: dict[str, dict[str, float | None]] = {
 #: Training compute of each method as a multiple of one cross-entropy run.
 COMPUTE = {"ce": 1.0, **{name: cls.compute for name, cls in CLASSES.items()}}
 
-assert set(DEFAULTS) == set(TRAIN_METHODS), "methods.DEFAULTS and config TRAIN_METHODS disagree"
+assert {m: set(o) for m, o in DEFAULTS.items()} == {m: set(o) for m, o in TRAIN_METHODS.items()}, \
+    "methods.DEFAULTS and config TRAIN_METHODS disagree (methods or option names)"
 
 
 def nominal_noise_rate(noise: dict) -> float:
