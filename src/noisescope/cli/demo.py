@@ -29,9 +29,9 @@ import pandas as pd
 from noisescope.cli.common import interval, p_value
 from noisescope.evidence.intervals import Accuracy
 from noisescope.io import write_json
+from noisescope.report.demo_section import DEMO_JSON
 from noisescope.workflows.repair_export import NOT_CANDIDATES
 
-DEMO_JSON = "demo.json"
 WIDTH = 80
 FULL_LENGTH = ("full length: delete RUN/cleaned and RUN/oracle, then run `noisescope repair RUN "
                "--clean remove --oracle`")
