@@ -20,7 +20,6 @@ from noisescope.signals.large_activation import MEDIAN_REL_ERROR
 
 D_RULES = ("1se", "argmax")
 LARGE, NOT_LARGE, UNDECIDED = "large", "not large", "undecided"
-FOLLOWS = ("input", "label", "neither", "undecided")
 
 
 # --------------------------------------------------------------------------- choice of d
