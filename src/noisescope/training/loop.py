@@ -94,9 +94,9 @@ def train_epoch(
     plan = plan or accel.AccelPlan(device=batches.device)
     forward = step_fn or model
     meter = accel.DeviceMean(batches.device)
-    for xb, yb, _idx in batches:
+    for xb, yb, idx in batches:
         with accel.autocast(plan):
-            loss = F.cross_entropy(forward(xb), yb) if method is None else method.loss(forward, xb, yb, _idx)
+            loss = F.cross_entropy(forward(xb), yb) if method is None else method.loss(forward, xb, yb, idx)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
