@@ -129,8 +129,8 @@ class TruncationReport:
         if "early_stop" not in val:
             return text
         tr, es = val["truncated"], val["early_stop"]
-        if compare_on_val("early_stop", es, "truncated", tr).beats:
-            c = compare_on_val("early_stop", es, "truncated", tr)
+        c = compare_on_val("early_stop", es, "truncated", tr)
+        if c.beats:
             return f"{text}; early stopping is better ({c.text()})"
         c = compare_on_val("truncated", tr, "early_stop", es)
         if c.beats:
