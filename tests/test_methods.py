@@ -11,7 +11,7 @@ from noisescope.config import ConfigError, config_hash, load_config
 from noisescope.methods import DEFAULTS, build_method, nominal_noise_rate, resolve_options
 from noisescope.methods.coteaching import forget_rate, reinit, small_loss_index
 from noisescope.methods.losses import bootstrap_loss, gce_loss, sce_loss
-from noisescope.methods.rank import tail_fraction
+from noisescope.methods.rank import tail_share
 from noisescope.runs.build import prepare_data, prepare_model
 from noisescope.training.loop import Trainer
 
@@ -79,8 +79,8 @@ def test_mixup_with_alpha_to_zero_is_cross_entropy() -> None:
 def test_tail_fraction_is_zero_at_rank_k_and_the_penalty_with_lambda_zero_is_cross_entropy() -> None:
     g = torch.Generator().manual_seed(0)
     f = torch.randn(50, 3, generator=g) @ torch.randn(3, 40, generator=g)
-    assert float(tail_fraction(f, 3)) < 1e-10
-    assert 0.5 < float(tail_fraction(torch.randn(200, 40, generator=g), 3)) < 1
+    assert float(tail_share(f, 3)) < 1e-10
+    assert 0.5 < float(tail_share(torch.randn(200, 40, generator=g), 3)) < 1
     cfg = _cfg("rank_tail", lam=0.0)
     data = prepare_data(cfg)
     model = prepare_model(cfg, data)
