@@ -6,7 +6,6 @@ import io
 from pathlib import Path
 from typing import Annotated
 
-import numpy as np
 import pandas as pd
 import typer
 from rich import box
@@ -49,13 +48,6 @@ def param_cell(v: object) -> str:
     return cell(v)
 
 
-def headline_cell(v: object) -> str:
-    """A headline number (3 decimals) or a yes/no (numpy booleans too: never ``False``)."""
-    if isinstance(v, (bool, np.bool_)):
-        return "yes" if v else "no"
-    return cell(v)
-
-
 def runs_tables(table: pd.DataFrame, keys: list[str], title: str, width: int) -> list[Table]:
     """A sweep's runs as tables that fit ``width`` columns without wrapping a number or word:
     one table (id, swept values, state, epoch, headline numbers) when it fits, else two (the
@@ -71,7 +63,7 @@ def runs_tables(table: pd.DataFrame, keys: list[str], title: str, width: int) ->
         state = str(rec.get("state", "missing"))
         epoch = rec.get("epoch")
         return [STATE_WORDS.get(state, state), "-" if epoch is None or epoch != epoch or epoch < 0 else cell(epoch),
-                *(headline_cell(rec.get(k)) for k, _ in HEADLINE)]
+                *(cell(rec.get(k)) for k, _ in HEADLINE)]
 
     def build(title: str | None, with_params: bool, with_results: bool) -> Table:
         rows = [[r["run"], *(params(r) if with_params else []), *(results(r) if with_results else [])] for r in recs]
