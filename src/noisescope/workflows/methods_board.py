@@ -41,8 +41,11 @@ least 3, nominal compute <= 3 runs: wall-time ratios on a shared machine move wi
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 import pandas as pd
 import torch
 
@@ -90,6 +93,19 @@ def tail_shares(run: Run, epoch: int, batch_size: int = 2048) -> tuple[float, fl
 def _memorized(run: Run, epoch: int) -> float:
     c = run.curve("noisy_train_obs")
     return float(c.loc[epoch]) if epoch in c.index and c.notna().any() else float("nan")
+
+
+def _once(memo: dict, key: tuple, fn: Callable, *args) -> Any:
+    """``fn(*args)``, computed once per ``key`` in ``memo``."""
+    if key not in memo:
+        memo[key] = fn(*args)
+    return memo[key]
+
+
+def _correct_once(memo: dict, run: Run, epoch: int, x: torch.Tensor, y: torch.Tensor, batch_size: int) -> np.ndarray:
+    """(n,) correctness of ``run``'s model at ``epoch`` on (x, y), computed once per ``memo``."""
+    key = ("correct", str(run.path), int(epoch), id(x))
+    return _once(memo, key, lambda: correct(run.model(epoch), x, y, batch_size).numpy())
 
 
 def _group(out: Path, timings: dict | None = None) -> tuple[dict, dict]:
@@ -142,16 +158,18 @@ def board(out: str | Path, batch_size: int = 2048, timings: dict | None = None,
             orun = load_run(out / oracles[seed]["name"])
             o_comp = float(oracles[seed]["seconds"]) / base_seconds
             models["oracle"] = (orun, early_stop_epoch(orun)[0], "oracle", o_comp, 1.0)
-        right = {m: correct(r.model(e), x, y, batch_size).numpy() for m, (r, e, *_rest) in models.items()}
-        val = {m: correct(r.model(e), xv, yv, batch_size).numpy() for m, (r, e, *_rest) in models.items()}
+        memo: dict[tuple, object] = {}  # a model listed twice (same run and epoch) is measured once
+        right = {m: _correct_once(memo, r, e, x, y, batch_size) for m, (r, e, *_rest) in models.items()}
+        val = {m: _correct_once(memo, r, e, xv, yv, batch_size) for m, (r, e, *_rest) in models.items()}
         acc_es = right["early_stop"].mean()
         acc_or = right["oracle"].mean() if "oracle" in right else float("nan")
         for m, (run, e, kind, comp, nominal) in models.items():
             acc = Accuracy.from_correct(right[m])
             mc = mcnemar(right[m], right["early_stop"])
             final = max(run.checkpoints())
-            f_right = right[m] if e == final else correct(run.model(final), x, y, batch_size).numpy()
-            tc, tn = tail_shares(run, e, batch_size) if kind != "oracle" else (float("nan"), float("nan"))
+            f_right = _correct_once(memo, run, final, x, y, batch_size)
+            tc, tn = _once(memo, ("tail", str(run.path), e), tail_shares, run, e, batch_size) \
+                if kind != "oracle" else (float("nan"), float("nan"))
             rows.append({"noise": noise, "seed": seed, "method": m, "kind": kind, "epoch": e,
                          "val_acc": float(val[m].mean()), "n_val": int(val[m].size), "test_acc": acc.value,
                          "test_low": acc.low, "test_high": acc.high, "n_test": acc.n, "es_b": mc.b, "es_c": mc.c,
