@@ -10,6 +10,8 @@ import typer
 from rich.console import Console
 from rich.text import Text
 
+from noisescope.evidence.paired import p_value  # noqa: F401  (one p-value format, re-exported)
+
 console = Console()
 err_console = Console(stderr=True)
 
@@ -46,9 +48,3 @@ def interval(value: float, low: float, high: float, digits: int = 3) -> str:
     return f"{value:.{digits}f} [{low:.3f}, {high:.3f}]" if low == low else f"{value:.{digits}f}"
 
 
-def p_value(p: float, digits: int = 2, below: int = -300) -> str:
-    """A p-value, the same in every command: ``-`` when not computed, ``<1e{below}`` under
-    ``10**below`` (or when it underflowed to 0), else ``digits`` significant digits."""
-    if p != p:
-        return "-"
-    return f"<1e{below}" if p < 10.0 ** below or p == 0 else f"{p:.{digits}g}"

@@ -143,3 +143,11 @@ def paired_difference(correct_a: np.ndarray | Iterable[bool], correct_b: np.ndar
     """acc_A - acc_B with the paired Wald interval (module docstring)."""
     b, c, n = _pair(correct_a, correct_b)
     return paired_difference_counts(b, c, n, confidence)
+
+
+def p_value(p: float, digits: int = 2, below: int = -300) -> str:
+    """A p-value as printed everywhere (CLI and report): ``-`` when not computed, ``<1e{below}`` under
+    ``10**below`` (or when it underflowed to 0), else ``digits`` significant digits."""
+    if p != p:
+        return "-"
+    return f"<1e{below}" if p < 10.0 ** below or p == 0 else f"{p:.{digits}g}"

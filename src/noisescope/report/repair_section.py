@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from noisescope.evidence.paired import p_value
 from noisescope.report.html import Section
 
 BLURB = ("Every post-hoc repair of the converged network side by side (and early stopping, cleaning + "
@@ -43,10 +44,10 @@ def leaderboard_html(table: pd.DataFrame, recommended: str | None = None) -> str
             rows.append(f"<tr><td>{name}</td><td colspan=9>{html.escape(str(r['note']))}</td></tr>")
             continue
         gain = "-" if r["val_gain"] != r["val_gain"] else f"{100 * r['val_gain']:+.1f} ({100 * r['val_gain_se']:.1f})"
-        es = "-" if r["es_p"] != r["es_p"] else f"{100 * r['es_diff']:+.1f} ({r['es_p']:.2g})"
+        es = "-" if r["es_p"] != r["es_p"] else f"{100 * r['es_diff']:+.1f} ({p_value(r['es_p'])})"
         gap = "-" if r["gap_closed"] != r["gap_closed"] else f"{r['gap_closed']:.2f}"
         vp = r.get("val_p", float("nan"))
-        vp = "-" if vp is None or vp != vp else f"{vp:.2g}"
+        vp = "-" if vp is None else p_value(vp)
         secs = "-" if r["seconds"] != r["seconds"] else f"{r['seconds']:.1f}"
         rows.append(f"<tr><td>{name}</td><td>{html.escape(str(r['choice']))}</td>"
                     f"<td>{_acc(r['val_acc'], r['val_low'], r['val_high'])}</td>"
