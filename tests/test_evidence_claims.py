@@ -242,6 +242,21 @@ def test_effective_rank_grows():
     assert claim_effective_rank_grows(frame(dynamics_rows())).status == "not measured"
 
 
+
+def test_effective_rank_growth_near_its_threshold_is_inconclusive_until_the_samples_pin_it_down():
+    # growth 1.15 against the 10% threshold: with 9,000 training samples the ratio's SE
+    # (delta method on the eigenvalue rows) is far below 0.025, so it is supported; with 30
+    # samples the same ratio lies within 2 SE of 1.10
+    lam = 3.0 * 0.8 ** np.arange(D)
+    m = frame(dynamics_rows(), spectral_rows(3, er=20.0, lam=lam), spectral_rows(10, er=23.0, lam=lam))
+    c = claim_effective_rank_grows(m)
+    assert c.status == "supported" and c.numbers["n_train"] == 9000
+    assert c.numbers["growth"] == pytest.approx(1.15) and 0 < c.numbers["growth_se"] < 0.01
+    few = claim_effective_rank_grows(m, n_by_subset={"clean_train": 20, "noisy_train_obs": 10})
+    assert few.status == "inconclusive" and "within 2 SE" in few.summary
+    no_n = frame(dynamics_rows(n=False), spectral_rows(3, er=20.0, lam=lam), spectral_rows(10, er=23.0, lam=lam))
+    assert claim_effective_rank_grows(no_n).status == "inconclusive"
+
 def test_noise_in_tail():
     share = np.full(D, 0.4)
     share[50:] = 0.9

@@ -71,10 +71,11 @@ CLAIM_RULES: dict[str, str] = {
     ),
     "effective_rank_grows": (
         "Effective rank of the feature tap's training spectrum at the spectral epoch nearest early stopping and "
-        "at the final spectral epoch. Supported when memorization rose between them (as for \"test error "
-        "rises\") and the effective rank grew by at least 10%; not supported when memorization rose and it "
-        "did not; inconclusive when memorization did not rise. Key number: final over early-stopping "
-        "effective rank."
+        "at the final spectral epoch, and its growth ratio g = final / early with a standard error from both "
+        "spectra's sampling errors (delta method, Gaussian features). When memorization rose between them (as "
+        "for \"test error rises\"): supported when g lies above 1.10 + 2 SE, not supported when below 1.10 - 2 SE, "
+        "inconclusive in between or when the training sample count is unknown; inconclusive when memorization "
+        "did not rise. Key number: final over early-stopping effective rank."
     ),
     "noise_in_tail": (
         "At the final spectral epoch on the feature tap, the fit of the training samples (against observed "
@@ -132,7 +133,7 @@ CHECKED_AGAINST: dict[str, str] = {
     "separation_outward": "56f56bbb4403",
     "large_activation": "e6f977837ee8",
     "test_alignment": "58cc7bdcffee",
-    "effective_rank_grows": "6aa965142eca",
+    "effective_rank_grows": "b7359b1d1d7f",
     "noise_in_tail": "c30d71831750",
     "rank_risk_valley": "b4ffb9f8d7a9",
     "truncation_vs_early_stop": "eabc3ac2dbaf",

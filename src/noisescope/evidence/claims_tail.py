@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 
 from noisescope.evidence._arrays import as_numpy
+from noisescope.evidence.bands import ABOVE, WITHIN, band_side
 from noisescope.evidence.claims_common import (
     CLAIM_TEXT,
     INCONCLUSIVE,
@@ -43,18 +44,22 @@ from noisescope.evidence.tail import (
     tail_verdict,
 )
 from noisescope.metrics import curve, select, vector
+from noisescope.spectral.rank import effective_rank_rel_se
 
 
 def claim_effective_rank_grows(metrics: pd.DataFrame, feature_tap: str | None = None,
                                early_stop_epoch: int | None = None, n_by_subset: dict | None = None,
                                min_growth: float = 0.10) -> Claim:
     """Effective rank of the feature tap's training spectrum at the spectral epoch nearest the
-    early-stopping epoch (ties -> earlier) and at the final spectral epoch. Supported when
-    memorization rose between them (module docstring) and the effective rank grew by at least
-    ``min_growth`` (10%); not supported when memorization rose and it did not; inconclusive when
-    memorization did not rise."""
+    early-stopping epoch (ties -> earlier) and at the final spectral epoch; ratio g = final /
+    early, with its standard error from both spectra's sampling errors
+    (``spectral.rank.effective_rank_rel_se``, n = the clean + noisy training samples). When
+    memorization rose between them (module docstring): supported when g lies above 1 +
+    ``min_growth`` (10%) + 2 SE, not supported when below 1 + ``min_growth`` - 2 SE, inconclusive
+    within that band (``evidence.bands.band_side``) or when the sample count is unknown;
+    inconclusive when memorization did not rise."""
     key = "effective_rank_grows"
-    metrics = _only(metrics, "effective_rank", "trunc_d_star", "acc", "n")
+    metrics = _only(metrics, "effective_rank", "eigval", "trunc_d_star", "acc", "n")
     tap = _feature_tap(metrics, feature_tap)
     er = curve(metrics, "spectral", "effective_rank", subset="train", tap=tap).dropna() if tap else pd.Series()
     es = _early_stop(metrics, early_stop_epoch)
@@ -63,13 +68,28 @@ def claim_effective_rank_grows(metrics: pd.DataFrame, feature_tap: str | None = 
     a, b = _nearest([int(x) for x in er.index], es), int(er.index.max())
     rose, nums = _memorization_rose(metrics, a, b, n_by_subset)
     ra, rb = float(er[a]), float(er[b])
+    counts = [_n(metrics, s, n_by_subset) for s in ("clean_train", "noisy_train_obs")]
+    n = None if None in counts else sum(counts)
+    rel = []
+    for e in (a, b):
+        lam = vector(metrics, "spectral", "eigval", e, "train", tap)
+        rel.append(effective_rank_rel_se(lam.to_numpy(dtype=float, copy=True), n) if n and not lam.empty
+                   else float("nan"))
+    g = rb / ra if ra > 0 else float("nan")
+    se = g * math.sqrt(rel[0] ** 2 + rel[1] ** 2)
     nums.update(tap=tap, epoch_from=a, epoch_to=b, effective_rank_from=ra, effective_rank_to=rb,
-                min_growth=min_growth)
-    words = (f"effective rank of {tap}: {ra:.1f} (epoch {a}) -> {rb:.1f} (epoch {b}) while noisy-label fit "
+                min_growth=min_growth, growth=g, growth_se=se, n_train=n)
+    words = (f"effective rank of {tap}: {ra:.1f} (epoch {a}) -> {rb:.1f} (epoch {b}), ratio {g:.3f} "
+             f"(SE {se:.3f}) while noisy-label fit "
              f"{nums['noisy_obs_acc_from']:.3f} -> {nums['noisy_obs_acc_to']:.3f}")
     if not rose:
         return _claim(key, INCONCLUSIVE, nums, words + " (memorization did not rise)")
-    return _claim(key, SUPPORTED if rb >= (1 + min_growth) * ra else NOT_SUPPORTED, nums, words)
+    if not math.isfinite(se):
+        return _claim(key, INCONCLUSIVE, nums, words + " (no standard error: sample count or spectrum unknown)")
+    side = band_side(g, 1 + min_growth, se)
+    if side == WITHIN:
+        return _claim(key, INCONCLUSIVE, nums, words + f" (within 2 SE of {1 + min_growth:.2f})")
+    return _claim(key, SUPPORTED if side == ABOVE else NOT_SUPPORTED, nums, words)
 
 
 TAIL_METRICS = ("fit_acc", "trunc_d_star", "eigval", "acc", "n", "noise_share", "noise_rate", "tail_margin_share")

@@ -1,4 +1,5 @@
-"""Spectrum summaries: effective rank, participation ratio, stable rank (one definition each).
+"""Spectrum summaries: effective rank, participation ratio, stable rank (one definition each),
+and the effective rank's sampling error.
 
 All take the covariance eigenvalues lambda (centred covariance, the docs/definitions.md convention; *not*
 RankMe's singular values) as a 1-D tensor or array in any order; negatives are clipped to 0.
@@ -44,3 +45,26 @@ def stable_rank(eigvals: torch.Tensor | np.ndarray) -> float:
     lam = _lam(eigvals)
     top = lam.max()
     return 0.0 if top <= 0 else float(lam.sum() / top)
+
+
+def effective_rank_rel_se(eigvals: torch.Tensor | np.ndarray, n: int) -> float:
+    """Relative standard error of :func:`effective_rank` estimated from ``n`` samples.
+
+    Delta method on r = exp(H), H = -sum_k p_k log p_k, with the sampling variance of a
+    covariance eigenvalue of Gaussian features, Var(lambda_k) = 2 lambda_k^2 / n (distinct
+    eigenvalues, n >> D) and dH / dlambda_k = -(log p_k + H) / sum(lambda):
+
+        se(r) / r = sqrt(2 / n * sum_k p_k^2 (log p_k + H)^2)
+
+    (0 for an isotropic spectrum, where the first-order term vanishes). Heavier-tailed features
+    than Gaussian have a larger error; the band built on it is a floor. NaN when n < 2 or the
+    spectrum is all zero.
+    """
+    lam = _lam(eigvals)
+    total = lam.sum()
+    if total <= 0 or n < 2:
+        return float("nan")
+    p = lam / total
+    p = p[p > 0]
+    h = -(p * p.log()).sum()
+    return float(torch.sqrt(2.0 / n * (p.square() * (p.log() + h).square()).sum()))
