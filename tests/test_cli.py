@@ -114,3 +114,22 @@ def test_run_with_tensorboard_logger(tmp_path):
                               *sum((["--set", s] for s in SMALL), [])])
     assert bad.exit_code == 2 and "wandb" in bad.output
     assert not any((tmp_path).glob("demo-*"))
+
+
+def test_no_help_text_loses_a_bracketed_word_to_rich_markup():
+    # rich reads "[grid]" as a style tag and drops it from --help unless it is escaped "\[grid]"
+    import re
+
+    import typer.main
+
+    from noisescope.cli import app
+
+    group = typer.main.get_command(app)
+    lost = []
+    for name, cmd in group.commands.items():
+        out = re.sub(r"[\s│╭╮╰╯─]+", "", runner.invoke(app, [name, "--help"], env={"COLUMNS": "200"}).output)
+        for p in cmd.params:
+            for word in re.findall(r"\[[^\]]*\]+", (getattr(p, "help", None) or "").replace("\\[", "[")):
+                if re.sub(r"\s+", "", word) not in out:
+                    lost.append(f"{name} {p.name}: {word}")
+    assert not lost

@@ -118,7 +118,7 @@ def print_runs(table: pd.DataFrame, keys: list[str], title: str) -> None:
 def register(app: typer.Typer) -> None:
     @app.command()
     def sweep(
-        config: Annotated[str, typer.Argument(help="sweep TOML file ([grid], [[zip]], [sweep]) or preset")],
+        config: Annotated[str, typer.Argument(help=r"sweep TOML file (\[grid], \[\[zip]], \[sweep]) or preset")],
         executor: Annotated[str | None, typer.Option(help="local or ray (default: sweep.executor)")] = None,
         workers: Annotated[int | None, typer.Option(help="local processes, or CPUs of a Ray started here")] = None,
         address: Annotated[str | None, typer.Option(help="Ray cluster: auto or ray://host:port")] = None,
