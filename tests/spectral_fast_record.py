@@ -39,13 +39,14 @@ def fixed_run() -> tuple[object, object]:
     return data, model.float().eval()
 
 
-def probe_rows():
-    """The spectral probe's rows (every tap, every d, segregation) as a data frame."""
+def probe_rows(**options: object):
+    """The spectral probe's rows (every tap, every d, segregation) as a data frame; ``options``
+    go to the probe (e.g. ``eval_grid="all", gram="float64"``: the every-d float64 way)."""
     before = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
         data, model = fixed_run()
-        rows = make_probe("spectral")(model, data, ProbeContext(epoch=3, batch_size=512))
+        rows = make_probe("spectral", **options)(model, data, ProbeContext(epoch=3, batch_size=512))
     finally:
         torch.set_num_threads(before)
     return rows_to_frame(rows)

@@ -19,9 +19,16 @@ Stated tolerances (also in benchmarks/README.md, "The shared probe pass"):
 
 Checked twice: against the file (on another CPU the float32 forward pass itself moves the
 features by ~1e-6, so there every tolerance is widened CPU_FACTOR times and an accuracy may move
-by two samples), and in the same process against the old numerics (float64 Gram products, a
-fresh float64 projection for the tail fractions; the float32 Gram option for the bound) with
-the tolerances as stated.
+by two samples), and in the same process against the old numerics (float64 Gram products, every
+curve at every d, a fresh float64 projection for the tail fractions at every d) with the
+tolerances as stated.
+
+The report grid (issue 20, second step): test and truncated-fit curves scored only at
+``report_grid`` points by segment sums (``grid_correct``: the same counts as
+``cumulative_correct`` there), d* chosen when validation ends, tail fractions at d* only, the
+batch Gram products in float32 (summed in float64). Checked below on random read-outs and on a
+model whose taps are wider than 64 (so the grid is thinned): every row the report grid writes
+equals the every-d row.
 """
 
 from __future__ import annotations
@@ -40,7 +47,10 @@ from spectral_fast_record import REFERENCE, probe_rows  # noqa: E402
 
 from noisescope import load_config  # noqa: E402
 from noisescope.schedule import probe_epochs  # noqa: E402
-from noisescope.spectral.linear_probe import Readout, cumulative_correct  # noqa: E402
+from noisescope.probes import ProbeContext, make_probe  # noqa: E402
+from noisescope.metrics import rows_to_frame  # noqa: E402
+from noisescope.models.mlp import build_mlp  # noqa: E402
+from noisescope.spectral.linear_probe import Readout, cumulative_correct, grid_correct, report_grid  # noqa: E402
 from noisescope.spectral.segregation import (  # noqa: E402
     NoiseShareAccumulator,
     TailFractionAccumulator,
@@ -60,11 +70,12 @@ CPU_FACTOR = 20.0
 
 
 def old_numerics_rows(monkeypatch: pytest.MonkeyPatch) -> pd.DataFrame:
-    """The probe's rows with tail fractions from a fresh float64 projection (b3e4eff's way)."""
+    """The probe's rows with float64 Gram products, every curve at every d and tail fractions
+    from a fresh float64 projection (b3e4eff's way)."""
     update = TailFractionAccumulator.update
     with monkeypatch.context() as mp:
         mp.setattr(TailFractionAccumulator, "update", lambda self, f, y, t, z=None: update(self, f, y, t))
-        return probe_rows()
+        return probe_rows(eval_grid="all", gram="float64")
 
 
 def merge(gold: pd.DataFrame, now: pd.DataFrame) -> pd.DataFrame:
@@ -223,3 +234,124 @@ def test_a_component_without_variance_has_noise_share_zero_whatever_the_rounding
     for rho in (acc.result(), noise_share(st, spec)):
         assert float(rho[4]) == 0.0 and bool((rho[:4] > 0.1).all())
     assert torch.allclose(acc.result(), noise_share(st, spec), rtol=0, atol=1e-12)
+
+
+# --------------------------------------------------------------------------- the report grid
+def test_the_report_grid_is_every_d_to_64_then_16_per_octave_plus_the_top_and_the_extras():
+    g = report_grid(np.arange(1, 513))
+    assert len(g) == 64 + 48 and g[:64].tolist() == list(range(1, 65))
+    assert g[64:70].tolist() == [67, 70, 73, 76, 79, 83] and g[-3:].tolist() == [470, 490, 512]
+    assert {128, 256, 512} <= set(g.tolist())  # every octave boundary
+    assert report_grid(np.arange(1, 513), (100, 101, 600)).tolist() == sorted({*g.tolist(), 100, 101})
+    assert report_grid(np.arange(1, 49)).tolist() == list(range(1, 49))  # <= 64 wide: every d
+    assert report_grid(np.arange(1, 201))[-1] == 200  # the top is kept off the ladder too
+    assert report_grid([2, 100, 200, 300]).tolist() == [2, 100, 200, 300]  # sparser than the ladder
+    assert report_grid([]).size == 0
+
+
+def random_readout(dim: int, c: int, seed: int, n: int = 700) -> tuple[torch.Tensor, torch.Tensor, Readout]:
+    g = torch.Generator().manual_seed(seed)
+    z = (torch.randn(n, dim, generator=g) * torch.linspace(3, 0.01, dim)).float()  # float32, as projected
+    y = torch.randint(0, c, (n,), generator=g)
+    r = Readout(0.1 * torch.randn(c, generator=g, dtype=torch.float64),
+                0.1 * torch.randn(dim, c, generator=g, dtype=torch.float64))
+    return z, y, r
+
+
+@pytest.mark.parametrize("grid", [
+    report_grid(np.arange(1, 301), (100, 101, 150)),  # runs of single components after longer segments
+    np.array([3, 4, 5, 40, 41, 200, 299, 300]),  # a first segment longer than one component
+    np.arange(1, 301),  # every d: all segments single
+])
+def test_segment_sums_give_the_same_counts_as_every_d_scoring_restricted_to_the_grid(grid):
+    for seed, c in ((1, 10), (2, 2), (3, 17)):
+        z, y, r = random_readout(300, c, seed)
+        every = cumulative_correct(z, y, r, np.arange(1, 301))
+        assert torch.equal(grid_correct(z, y, r, grid), every[torch.as_tensor(grid) - 1])
+
+
+def test_segment_sums_break_ties_to_the_first_class_as_argmax():
+    """Exact ties (constant scores, copies of a class's weights): the first class wins, in a
+    run of single components and after a longer segment alike."""
+    z = torch.randn(60, 8, generator=torch.Generator().manual_seed(4))
+    y = torch.arange(60) % 4
+    w = torch.zeros(8, 4, dtype=torch.float64)
+    w[:, 1] = w[:, 2] = torch.linspace(1, 2, 8, dtype=torch.float64)  # classes 1 and 2 tie everywhere
+    for icpt in ([0.0, 0.0, 0.0, 0.0], [0.0, 1.0, 1.0, 0.0], [0.5, 0.5, 0.5, 0.5]):
+        r = Readout(torch.tensor(icpt, dtype=torch.float64), w)
+        for grid in (np.arange(1, 9), np.array([1, 2, 5, 8]), np.array([4, 8])):
+            got = grid_correct(z, y, r, grid)
+            assert torch.equal(got, naive_correct(z, y, r, grid))
+            assert torch.equal(got, cumulative_correct(z, y, r, np.arange(1, 9))[torch.as_tensor(grid) - 1])
+    r = Readout(torch.tensor([0.0, 1.0, 1.0, 0.0], dtype=torch.float64), w)
+    twos = torch.full((60,), 2)  # class 2 is never predicted: class 1 ties it and comes first
+    assert grid_correct(z, twos, r, np.array([1, 2, 5, 8])).tolist() == [0, 0, 0, 0]
+    assert grid_correct(z, twos - 1, r, np.array([8])).tolist() == [int((z.double() @ w[:, 1] > -1).sum())]
+
+
+def wide_run(**options: object) -> pd.DataFrame:
+    """The probe on a model with taps 160 and 96 wide (over 64: the report grid thins them)."""
+    data = spiked_noisy(n=1500, n_val=400, n_test=500, dim=40, seed=9)
+    torch.manual_seed(1)
+    model = build_mlp((40,), 10, widths=[160, 96]).eval()
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        rows = make_probe("spectral", **options)(model, data, ProbeContext(epoch=2, batch_size=256))
+    finally:
+        torch.set_num_threads(before)
+    return rows_to_frame(rows)
+
+
+@pytest.fixture(scope="module")
+def wide() -> dict[str, pd.DataFrame]:
+    return {"report": wide_run(gram="float64"), "all": wide_run(eval_grid="all", gram="float64"),
+            "fast": wide_run()}
+
+
+def test_the_report_grid_writes_the_every_d_numbers_at_its_points(wide):
+    rep, every = wide["report"], wide["all"]
+    m = rep.merge(every, on=KEY, how="outer", suffixes=("_rep", "_all"), indicator=True)
+    assert (m["_merge"] != "left_only").all()  # nothing new
+    gone = m[m["_merge"] == "right_only"]
+    # only test curves and truncated-fit curves lose points, and only off the report grid
+    curves = gone["metric"].isin(["probe_acc", "trunc_acc"]) & (gone["subset"] == "test")
+    curves |= gone["metric"] == "fit_acc"
+    assert curves.all(), gone[~curves][KEY].head()
+    for tap, width in (("layer1", 160), ("layer2", 96)):
+        kept = m[(m.tap == tap) & (m.metric == "probe_acc") & (m.subset == "test") & (m._merge == "both")]
+        d_star = int(every[(every.tap == tap) & (every.metric == "d_star")]["value"].iat[0])
+        stars = [int(every[(every.tap == tap) & (every.metric == k)]["value"].iat[0])
+                 for k in ("d_star", "trunc_d_star") if ((every.tap == tap) & (every.metric == k)).any()]
+        on_grid = set(report_grid(np.arange(1, width + 1), stars).tolist())
+        assert set(kept["index"]) == on_grid and d_star in on_grid
+        fit = m[(m.tap == tap) & (m.metric == "fit_acc") & (m._merge == "both")]
+        assert set(fit["index"]) == (on_grid if tap == "layer2" else set())  # the head's tap only
+    both = m[m["_merge"] == "both"]
+    assert len(both) > 1000 and (both["metric"] == "probe_acc").any() and (both["metric"] == "fit_acc").any()
+    exact = ~both["metric"].isin(["tail_fraction", "segregation"])
+    a, b = both["value_rep"].to_numpy(float), both["value_all"].to_numpy(float)
+    assert np.array_equal(a[exact.to_numpy()], b[exact.to_numpy()], equal_nan=True)  # counts, d*, spectra
+    np.testing.assert_allclose(a[~exact.to_numpy()], b[~exact.to_numpy()], rtol=0, atol=1e-12)  # at d*
+    for name in ("d_star", "trunc_d_star", "trunc_acc_d_star", "probe_acc_d_star"):
+        assert (both["metric"] == name).any()
+
+
+def test_float32_gram_products_move_the_wide_probe_within_the_stated_tolerances(wide):
+    """Float32 batch Gram products (the default) against float64 ones on the wide run:
+    eigenvalues within 1e-6 lambda_1 (Weyl: |d lambda_k| <= ||d C||), counts within one
+    sample at a near-tie, d* unchanged."""
+    m = merge(wide["report"], wide["fast"])
+    check(m, 1.0)
+    lam = m[m.metric == "eigval"]
+    assert not np.array_equal(lam["value_ref"], lam["value_now"])  # the float32 products ran
+    for name in ("d_star", "trunc_d_star"):
+        sel = m[m.metric == name]
+        assert len(sel) and np.array_equal(sel["value_ref"], sel["value_now"])
+
+
+def test_a_bad_eval_grid_names_the_option_and_the_choices():
+    with pytest.raises(ValueError, match="eval_grid must be one of 'report', 'all'"):
+        make_probe("spectral", eval_grid="every")
+    with pytest.raises(Exception, match=r"probe\.options\.spectral\.gram must be one of"):
+        load_config(None, ['probe.options={spectral = {gram = "half"}}'])

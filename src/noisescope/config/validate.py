@@ -259,6 +259,10 @@ def _validate_probe(p: ProbeConfig) -> None:
         if cls is not None:
             accepted, required = _parameters(cls, frozenset())
             _check_options(where, options, accepted, f"the {name} probe", required)
+            check = getattr(cls, "check_options", None)  # a probe's own value checks
+            problem = check(options) if callable(check) else None
+            if problem:
+                _fail(f"{where}.{problem[0]}", f"{where}.{problem[0]} {problem[1]}")
         _check_finite(where, options)
 
 

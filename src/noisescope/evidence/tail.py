@@ -5,7 +5,8 @@ the tail, where the noise-dominated components sit, and the "noise lives in the 
   the clean and of the noisy training samples when the tap is truncated to its top-d principal
   components and read by a linear read-out (the original head: ``head_readout``), i.e.
   argmax_c [h(mu + V_d V_d^T (f - mu))]_c == observed label. Cumulative over components: one
-  pass (``spectral.linear_probe.cumulative_correct``).
+  pass (``spectral.linear_probe.cumulative_correct``, or ``grid_correct`` for the grid's d
+  values only: the spectral probe's report grid).
 * **Tail margin share** at d, over a set S of samples the model fits (margin > 0 for the
   observed label): sum_{i in S} (margin carried by components d+1..D)_i / sum_{i in S} margin_i
   (``spectral.attribution``; the margin is against the strongest competitor of the full model).
@@ -18,6 +19,7 @@ the tail, where the noise-dominated components sit, and the "noise lives in the 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -79,10 +81,14 @@ class TruncatedFitAccumulator:
     Args:
         readout: the linear read-out in principal coordinates (``head_readout`` for the head).
         d_grid: ascending d values in [1, D].
+        scorer: ``cumulative_correct`` (scores every d up to the grid's largest: for a dense
+            grid) or ``grid_correct`` (segment sums at the grid's d values only: for a sparse
+            grid such as the report grid; the same counts, see its docstring).
     """
 
-    def __init__(self, readout: Readout, d_grid: np.ndarray | list[int]) -> None:
-        self.readout = readout
+    def __init__(self, readout: Readout, d_grid: np.ndarray | list[int],
+                 scorer: Callable[..., torch.Tensor] = cumulative_correct) -> None:
+        self.readout, self.scorer = readout, scorer
         self.d_grid = check_grid(d_grid, int(readout.weights.shape[0]))
         g = len(self.d_grid)
         self.clean = torch.zeros(g, dtype=torch.int64)
@@ -101,7 +107,7 @@ class TruncatedFitAccumulator:
             m = int(mask.sum())
             if m == 0:
                 continue
-            counts = cumulative_correct(z[mask], y_obs[mask], self.readout, self.d_grid).cpu()
+            counts = self.scorer(z[mask], y_obs[mask], self.readout, self.d_grid).cpu()
             if target == "clean":
                 self.clean += counts
                 self.n_clean += m

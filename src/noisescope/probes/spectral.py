@@ -9,11 +9,12 @@ eigval               train              covariance eigenvalue lambda_k (index k,
 effective_rank       train              exp(entropy of lambda / sum lambda)
 participation_ratio  train              (sum lambda)^2 / sum lambda^2
 stable_rank          train              sum lambda / lambda_1
-probe_acc            val / test         spectral linear probe accuracy at d (index d)
+probe_acc            val / test         spectral linear probe accuracy at d (index d): val at
+                                        every grid d; test at the report grid (below)
 d_star               val                d chosen by noisy-validation probe accuracy
 probe_acc_d_star     val / test         probe accuracy at d_star
-trunc_acc            val / test         original head on the top-d projection (index d);
-                                        penultimate tap only
+trunc_acc            val / test         original head on the top-d projection (index d, grids
+                                        as probe_acc); penultimate tap only
 trunc_d_star         val                d chosen by noisy-validation truncation accuracy
 trunc_acc_d_star     val / test         truncated-model accuracy at trunc_d_star
 noise_share          train              rho_k (index k)
@@ -28,12 +29,19 @@ noise_dominated_     train              their share of the variance, sum lambda_
 variance_share
 fit_acc              clean_train /      accuracy against the *observed* labels of the clean /
                      noisy_train_obs    noisy training samples when the head reads the top-d
-                                        projection (index d, every grid d); at d = D it is the
-                                        model's own training fit. Tap with a head only
+                                        projection (index d, the report grid); at d = D it
+                                        is the model's own training fit. Tap with a head only
 tail_margin_share    clean_train /      share of the fitted samples' margin (observed label vs
                      noisy_train_obs    strongest competitor) carried by components beyond
                                         trunc_d_star (``spectral.attribution``). Head tap only
 ==================== ================== ====================================================
+
+**Report grid** (``eval_grid = "report"``, the default; ``spectral.linear_probe.report_grid``,
+docs/definitions.md): the test curves and ``fit_acc`` are written at every d <= 64, then 16
+log-spaced d per octave (67, 70, 73, ..., 470, 490, 512 on a 512-wide tap), the largest grid d,
+d_star and trunc_d_star; validation keeps every grid d (d* is chosen there); the tail
+fractions are measured at d_star only. Every written number is the one the every-d
+computation gives (``eval_grid = "all"``: every curve at every grid d).
 
 The last four groups come with ``segregation`` (the second training pass). At epoch 0, with
 ``raw_input`` on, the same probe on the raw inputs (tap ``input``: no network at all, the
@@ -43,8 +51,10 @@ reference a repair has to beat) adds ``d_star`` (val) and ``probe_acc_d_star`` (
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
+import torch
 
 from noisescope.data.base import NoisyDataset
 from noisescope.evidence.tail import noise_position
@@ -53,8 +63,11 @@ from noisescope.models.base import TappedModel
 from noisescope.probes.base import ProbeContext
 from noisescope.probes.engine import run_probes
 from noisescope.spectral.analysis import SpectralReducer, TapAnalysis, analyse, select_taps
+from noisescope.spectral.linear_probe import D_RULES, EVAL_GRIDS
 from noisescope.spectral.rank import effective_rank, participation_ratio, stable_rank
 from noisescope.taps import INPUT_TAP
+
+GRAMS = ("float32", "float64")  # the probe's ``gram`` option
 
 
 @dataclass
@@ -73,6 +86,11 @@ class SpectralProbe:
         max_dim: widest tap analysed.
         raw_input: at epoch 0, also the probe on the raw inputs (tap ``input``; skipped when
             the inputs are wider than ``max_dim``).
+        eval_grid: ``"report"`` (default): test curves and truncated-fit curves at the report
+            grid, tail fractions at d* only; ``"all"``: every curve at every grid d (module
+            docstring).
+        gram: ``"float32"`` (default): each batch's Gram product of the training moments in
+            single precision, summed in float64 (``FeatureStats(gram_dtype=...)``); ``"float64"``.
     """
 
     taps: str | list[str] = "auto"
@@ -83,19 +101,36 @@ class SpectralProbe:
     segregation: bool = True
     max_dim: int = 4096
     raw_input: bool = True
+    eval_grid: str = "report"
+    gram: str = "float32"
     name: str = "spectral"
+
+    def __post_init__(self) -> None:
+        problem = self.check_options({"eval_grid": self.eval_grid, "gram": self.gram, "d_rule": self.d_rule})
+        if problem:
+            raise ValueError(f"spectral probe option {problem[0]} {problem[1]}")
+
+    @staticmethod
+    def check_options(options: dict[str, Any]) -> tuple[str, str] | None:
+        """(option, what is wrong and the fix) for the first bad value of ``options``, else None
+        (config validation calls it with the ``probe.options.spectral`` table)."""
+        for key, choices in (("eval_grid", EVAL_GRIDS), ("gram", GRAMS), ("d_rule", D_RULES)):
+            if key in options and options[key] not in choices:
+                return key, f"must be one of {', '.join(map(repr, choices))}, got {options[key]!r}"
+        return None
 
     def start(self, model: TappedModel, data: NoisyDataset, ctx: ProbeContext) -> _SpectralSession:
         grid = self.d_grid if self.d_grid is not None else list(range(1, self.d_max + 1))
         names = select_taps(model, self.taps, self.max_dim, data.x_train, ctx.device)
+        gram = torch.float32 if self.gram == "float32" else torch.float64
         reducer = SpectralReducer(
             model, data, names, d_grid=grid, alpha=self.alpha, d_rule=self.d_rule, segregation=self.segregation,
-            batch_size=ctx.batch_size, device=ctx.device,
+            batch_size=ctx.batch_size, device=ctx.device, eval_grid=self.eval_grid, gram_dtype=gram,
         )
         raw = None
         if self.raw_input and ctx.epoch == 0 and len(data.x_val) and data.x_train[0].numel() <= self.max_dim:
             raw = {"d_grid": grid, "alpha": self.alpha, "d_rule": self.d_rule, "batch_size": ctx.batch_size,
-                   "device": ctx.device}
+                   "device": ctx.device, "eval_grid": self.eval_grid, "gram_dtype": gram}
         return _SpectralSession(reducer, ctx.epoch, self.name, raw)
 
     def __call__(self, model: TappedModel, data: NoisyDataset, ctx: ProbeContext) -> list[Row]:
@@ -130,10 +165,9 @@ class _SpectralSession:
 def reference_rows(res: TapAnalysis, epoch: int, probe: str = "spectral") -> list[Row]:
     """The raw-input reference: the probe's d* and its accuracy at d* on val / test (tap ``input``)."""
     rows = [Row(epoch, probe, "d_star", float(res.d_star), subset="val", tap=res.tap)]
-    j = res.at(res.d_star)
     for subset in res.probe_correct:
-        rows.append(Row(epoch, probe, "probe_acc_d_star", float(res.probe_acc(subset)[j]), subset=subset,
-                        tap=res.tap))
+        acc = res.probe_acc(subset)[res.at(res.d_star, subset)]
+        rows.append(Row(epoch, probe, "probe_acc_d_star", float(acc), subset=subset, tap=res.tap))
     return rows
 
 
@@ -151,24 +185,22 @@ def tap_rows(res: TapAnalysis, epoch: int, noise_rate: float, probe: str = "spec
         row("participation_ratio", participation_ratio(lam), "train"),
         row("stable_rank", stable_rank(lam), "train"),
     ]
-    grid = res.d_grid
     for subset in res.probe_correct:
-        acc = res.probe_acc(subset)
+        acc, grid = res.probe_acc(subset), res.grid(subset)
         rows += [row("probe_acc", a, subset, d) for d, a in zip(grid, acc, strict=True)]
-        rows.append(row("probe_acc_d_star", acc[res.at(res.d_star)], subset))
+        rows.append(row("probe_acc_d_star", acc[res.at(res.d_star, subset)], subset))
     if res.probe_correct:
         rows.append(row("d_star", res.d_star, "val"))
     if res.head is not None and res.head_correct:
         for subset in res.head_correct:
-            acc = res.head_acc(subset)
+            acc, grid = res.head_acc(subset), res.grid(subset)
             rows += [row("trunc_acc", a, subset, d) for d, a in zip(grid, acc, strict=True)]
-            rows.append(row("trunc_acc_d_star", acc[res.at(res.head_d_star)], subset))
+            rows.append(row("trunc_acc_d_star", acc[res.at(res.head_d_star, subset)], subset))
         rows.append(row("trunc_d_star", res.head_d_star, "val"))
     if res.noise_share is not None:
         rows += [row("noise_share", v, "train", k) for k, v in enumerate(res.noise_share.cpu().numpy(), 1)]
         rows.append(row("noise_rate", noise_rate, "train"))
-        j = res.at(res.d_star)
-        clean, noisy = res.tail_clean[j], res.tail_noisy[j]
+        clean, noisy = res.tail_at(res.d_star)
         rows += [
             row("tail_fraction", clean, "clean_train"),
             row("tail_fraction", noisy, "noisy_train_true"),

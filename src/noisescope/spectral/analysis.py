@@ -4,14 +4,18 @@
 (alone, through :func:`analyse`, or beside the other probes in the shared probe pass). The
 training split accumulates, for every analysed tap at the same time, the float64 moments
 (:class:`FeatureStats`); each tap's covariance is diagonalised on its device when the split
-ends. Noisy-validation and clean-test batches score the spectral linear probe (and, on the
-penultimate tap, the original head on truncated features) for every d of the grid. The tail
-fractions of segregation need the spectrum and the training features again: the training
-activations are kept (float32) when they fit in ``cache_mb``, else streamed a second time.
-That second training pass also measures, on the tap the head reads, the truncated-fit curves
-(accuracy against observed labels of clean / noisy training samples when the head reads the
-top-d projection, every grid d) and the tail margin share at the head's d*
-(``noisescope.evidence.tail``).
+ends. Noisy-validation batches score the spectral linear probe (and, on the penultimate tap,
+the original head on truncated features) for every d of the grid; d* and the head's d* are
+chosen when validation ends. Clean-test batches are scored for every grid d
+(``eval_grid="all"``) or only at the report grid (``eval_grid="report"``:
+``linear_probe.report_grid``, which holds d* and the head's d*) from segment sums
+(``linear_probe.grid_correct``). The tail fractions of segregation need the spectrum and the
+training features again: the training activations are kept (float32) when they fit in
+``cache_mb``, else streamed a second time. That second training pass also measures, on the tap
+the head reads, the truncated-fit curves (accuracy against observed labels of clean / noisy
+training samples when the head reads the top-d projection, at the test grid's d values) and
+the tail margin share at the head's d* (``noisescope.evidence.tail``); the tail fractions are
+taken at d* only with the report grid, at every grid d with ``"all"``.
 
 ``model=None`` analyses the raw inputs (flattened) as a single tap named ``"input"``: the
 reference a repaired network has to beat.
@@ -32,12 +36,15 @@ from noisescope.models.base import TappedModel
 from noisescope.spectral.attribution import margin_attribution
 from noisescope.spectral.linear_probe import (
     D_RULES,
+    EVAL_GRIDS,
     Readout,
     check_grid,
     choose_d,
     cumulative_correct,
     fit_ridge_readout,
+    grid_correct,
     head_readout,
+    report_grid,
 )
 from noisescope.spectral.segregation import NoiseShareAccumulator, TailFractionAccumulator
 from noisescope.spectral.stats import FeatureStats, Spectrum
@@ -54,16 +61,20 @@ class TapAnalysis:
     Attributes:
         tap: tap name.
         spectrum: mean / eigenvalues / eigenvectors of the training features.
-        d_grid: (G,) d values scored.
+        d_grid: (G,) d values scored on validation (every d of the scoring grid).
         probe: the ridge read-out fitted on observed training labels.
-        probe_correct: subset ("val" observed labels, "test" clean) -> (G,) correct counts.
+        probe_correct: subset ("val" observed labels, "test" clean) -> correct counts at the
+            subset's grid (:meth:`grid`).
+        grids: subset -> its grid where it is not ``d_grid`` (test with the report grid).
         n_eval: subset -> number of scored samples.
         d_star: probe's d chosen by noisy validation.
         head: the original head as a read-out (penultimate tap of a model only).
         head_correct: like ``probe_correct`` for ``head``.
         head_d_star: d chosen by noisy validation for the original head.
         noise_share: (D,) rho_k, when segregation was measured.
-        tail_clean / tail_noisy: (G,) mean tail fractions, when segregation was measured.
+        tail_clean / tail_noisy: mean tail fractions at the d values of ``tail_grid`` (d* only,
+            or every grid d), when segregation was measured.
+        tail_grid: the d values of ``tail_clean`` / ``tail_noisy``.
         fit: truncated-fit curves of the head on training samples (head tap, with segregation):
             an ``evidence.tail.TruncatedFit``.
         tail_margin: {"clean_train", "noisy_train_obs"} -> tail margin share beyond
@@ -75,6 +86,7 @@ class TapAnalysis:
     d_grid: np.ndarray
     probe: Readout
     probe_correct: dict[str, torch.Tensor] = field(default_factory=dict)
+    grids: dict[str, np.ndarray] = field(default_factory=dict)
     n_eval: dict[str, int] = field(default_factory=dict)
     d_star: int = 0
     head: Readout | None = None
@@ -83,25 +95,41 @@ class TapAnalysis:
     noise_share: torch.Tensor | None = None
     tail_clean: np.ndarray | None = None
     tail_noisy: np.ndarray | None = None
+    tail_grid: np.ndarray | None = None
     fit: Any = None
     tail_margin: dict[str, float] | None = None
 
+    def grid(self, subset: str) -> np.ndarray:
+        """The d values of ``subset``'s counts: ``grids[subset]``, else ``d_grid``."""
+        return self.grids.get(subset, self.d_grid)
+
     def probe_acc(self, subset: str) -> np.ndarray:
-        """(G,) probe accuracy on ``subset`` for every grid d."""
+        """Probe accuracy on ``subset`` at every d of ``grid(subset)``."""
         return self.probe_correct[subset].cpu().numpy() / max(1, self.n_eval[subset])
 
     def head_acc(self, subset: str) -> np.ndarray:
-        """(G,) accuracy of the original head on truncated features for every grid d."""
+        """Accuracy of the original head on truncated features at every d of ``grid(subset)``."""
         if self.head is None:
             raise ValueError(f"tap {self.tap!r} has no original-head read-out")
         return self.head_correct[subset].cpu().numpy() / max(1, self.n_eval[subset])
 
-    def at(self, d: int) -> int:
-        """Position of d in the grid."""
-        pos = np.searchsorted(self.d_grid, d)
-        if pos >= len(self.d_grid) or self.d_grid[pos] != d:
+    def at(self, d: int, subset: str | None = None) -> int:
+        """Position of d in ``grid(subset)`` (default: ``d_grid``)."""
+        grid = self.d_grid if subset is None else self.grid(subset)
+        pos = np.searchsorted(grid, d)
+        if pos >= len(grid) or grid[pos] != d:
             raise ValueError(f"d={d} is not on this analysis's grid")
         return int(pos)
+
+    def tail_at(self, d: int) -> tuple[float, float]:
+        """(clean, noisy) mean tail fraction beyond d (d must be on ``tail_grid``)."""
+        if self.tail_clean is None or self.tail_noisy is None:
+            raise ValueError(f"tap {self.tap!r} has no tail fractions (segregation was off)")
+        grid = self.d_grid if self.tail_grid is None else self.tail_grid
+        pos = int(np.searchsorted(grid, d))
+        if pos >= len(grid) or grid[pos] != d:
+            raise ValueError(f"d={d} is not on the tail-fraction grid {grid.tolist()}")
+        return float(self.tail_clean[pos]), float(self.tail_noisy[pos])
 
 
 def select_taps(
@@ -150,22 +178,25 @@ def _grid_for(dim: int, d_grid: list[int] | np.ndarray | None) -> np.ndarray:
 
 def score_batch(
     spectrum: Spectrum, readouts: list[Readout], d_grid: np.ndarray, feats: torch.Tensor, y: torch.Tensor,
-    projection_dtype: torch.dtype = torch.float32,
+    projection_dtype: torch.dtype = torch.float32, scorer: Callable[..., torch.Tensor] = cumulative_correct,
 ) -> list[torch.Tensor]:
     """Correct counts (G,) int64 on the CPU of each read-out on a batch of (B, D) features with
     labels (B,), for every d of the grid: the one scoring step of the analysis and of
-    :class:`~noisescope.spectral.truncation.SpectralTruncation`."""
+    :class:`~noisescope.spectral.truncation.SpectralTruncation`. ``scorer``:
+    ``cumulative_correct`` (every d up to the grid's largest, then gathered) or
+    ``grid_correct`` (segment sums, the grid's d values only)."""
     z = spectrum.project(feats, int(d_grid[-1]), projection_dtype)
-    return [cumulative_correct(z, y, r, d_grid).cpu() for r in readouts]
+    return [scorer(z, y, r, d_grid).cpu() for r in readouts]
 
 
 class SpectralReducer:
     """The spectral analysis of :func:`analyse` as a consumer of streamed splits.
 
-    Reads ``train`` (moments; eigendecomposition when it ends), then ``val`` and ``test``
-    (scores for every grid d); :meth:`result` finishes d*, and segregation from the cached
-    training activations (or a second training pass when they did not fit in ``cache_mb``).
-    Arguments as in :func:`analyse`; ``names`` are resolved taps (see :func:`select_taps`).
+    Reads ``train`` (moments; eigendecomposition when it ends), then ``val`` (scores for every
+    grid d; d* and the head's d* when it ends) and ``test`` (scores at the test grid);
+    :meth:`result` adds segregation from the cached training activations (or a second
+    training pass when they did not fit in ``cache_mb``). Arguments as in :func:`analyse`;
+    ``names`` are resolved taps (see :func:`select_taps`).
     """
 
     splits = ("train", "val", "test")
@@ -186,9 +217,14 @@ class SpectralReducer:
         projection_dtype: torch.dtype = torch.float32,
         cache_mb: float = 1024.0,
         progress: Callable[[str], None] | None = None,
+        eval_grid: str = "all",
+        gram_dtype: torch.dtype = torch.float64,
     ) -> None:
         if d_rule not in D_RULES:
             raise ValueError(f"unknown d rule {d_rule!r}; choose from {D_RULES}")
+        if eval_grid not in EVAL_GRIDS:
+            raise ValueError(f"eval_grid must be one of {', '.join(EVAL_GRIDS)}, got {eval_grid!r}")
+        self.eval_grid, self.gram_dtype = eval_grid, gram_dtype
         self.model, self.data, self.taps = model, data, list(names)
         self.d_grid, self.alpha, self.d_rule = d_grid, alpha, d_rule
         self.segregation, self.head = segregation, head
@@ -199,6 +235,7 @@ class SpectralReducer:
         self.out: dict[str, TapAnalysis] = {}
         self._cache: list[tuple[slice, dict[str, torch.Tensor]]] | None = [] if segregation else None
         self._cache_bytes = 0
+        self._chosen = False
 
     def _say(self, msg: str) -> None:
         if self.progress:
@@ -210,7 +247,7 @@ class SpectralReducer:
             c = data.num_classes
             for n in self.taps:
                 if n not in self.stats:
-                    self.stats[n] = FeatureStats(acts[n].shape[1], c)
+                    self.stats[n] = FeatureStats(acts[n].shape[1], c, gram_dtype=self.gram_dtype)
                 self.stats[n].update(acts[n], data.y_train[sl], data.y_train_true[sl])
             if self._cache is not None:
                 nbytes = sum(acts[n].numel() * 4 for n in self.taps)
@@ -221,9 +258,13 @@ class SpectralReducer:
                     self._cache_bytes += nbytes
             return
         y = data.y_val if split == "val" else data.y_test
+        if split == "test":
+            self._choose()  # no-op after validation ended (it always does, before test)
         for n, res in self.out.items():
             readouts = [res.probe] if res.head is None else [res.probe, res.head]
-            counts = score_batch(res.spectrum, readouts, res.d_grid, acts[n], y[sl], self.projection_dtype)
+            grid = res.grid(split)
+            scorer = cumulative_correct if grid is res.d_grid else grid_correct
+            counts = score_batch(res.spectrum, readouts, grid, acts[n], y[sl], self.projection_dtype, scorer)
             res.probe_correct[split] += counts[0]
             if res.head is not None:
                 res.head_correct[split] += counts[1]
@@ -232,7 +273,33 @@ class SpectralReducer:
         if split == "train":
             self._spectra()
             return
+        if split == "val":
+            self._choose()
         self._say(f"{split} scores")
+
+    def _choose(self) -> None:
+        """d* and the head's d* from the validation counts (or the grid's largest d without
+        validation), then the test grid and its counters: the report grid (with both d*) or
+        every grid d."""
+        if self._chosen:
+            return
+        self._chosen = True
+        for res in self.out.values():
+            if "val" in res.probe_correct:
+                nv = res.n_eval["val"]
+                res.d_star = choose_d(res.probe_correct["val"], res.d_grid, nv, self.d_rule)
+                if res.head is not None:
+                    res.head_d_star = choose_d(res.head_correct["val"], res.d_grid, nv, self.d_rule)
+            else:
+                res.d_star = int(res.d_grid[-1])
+            if self.eval_grid == "report":
+                extra = (res.d_star,) if res.head_d_star is None else (res.d_star, res.head_d_star)
+                res.grids["test"] = report_grid(res.d_grid, extra)
+            if len(self.data.x_test):
+                g = len(res.grid("test"))
+                res.probe_correct["test"] = torch.zeros(g, dtype=torch.int64)
+                res.head_correct["test"] = torch.zeros(g, dtype=torch.int64)
+                res.n_eval["test"] = len(self.data.x_test)
 
     def _spectra(self) -> None:
         if not self.stats:
@@ -245,24 +312,17 @@ class SpectralReducer:
                               probe=fit_ridge_readout(self.stats[n], spec, self.alpha))
             if self.head and model is not None and n == model.feature_tap:
                 res.head = head_readout(spec, model.head.weight, model.head.bias)
-            for subset, x in (("val", self.data.x_val), ("test", self.data.x_test)):
-                if len(x):
-                    res.probe_correct[subset] = torch.zeros(len(res.d_grid), dtype=torch.int64)
-                    res.head_correct[subset] = torch.zeros(len(res.d_grid), dtype=torch.int64)
-                    res.n_eval[subset] = len(x)
+            if len(self.data.x_val):  # test's counters follow d* (_choose)
+                res.probe_correct["val"] = torch.zeros(len(res.d_grid), dtype=torch.int64)
+                res.head_correct["val"] = torch.zeros(len(res.d_grid), dtype=torch.int64)
+                res.n_eval["val"] = len(self.data.x_val)
             self.out[n] = res
         self._say("eigendecomposition")
 
     def result(self) -> dict[str, TapAnalysis]:
         """Tap name -> :class:`TapAnalysis` (call after every split was streamed)."""
+        self._choose()
         for res in self.out.values():
-            if "val" in res.probe_correct:
-                nv = res.n_eval["val"]
-                res.d_star = choose_d(res.probe_correct["val"], res.d_grid, nv, self.d_rule)
-                if res.head is not None:
-                    res.head_d_star = choose_d(res.head_correct["val"], res.d_grid, nv, self.d_rule)
-            else:
-                res.d_star = int(res.d_grid[-1])
             if res.head is None:
                 res.head_correct = {}
         if self.segregation:
@@ -279,9 +339,14 @@ class SpectralReducer:
             shares[n] = NoiseShareAccumulator(res.spectrum, self.stats[n].n)
             lam = res.spectrum.eigvals
             low[n] = torch.nonzero(lam < LOW_VARIANCE * lam[0]).reshape(-1)
-            acc[n] = TailFractionAccumulator(res.spectrum, self.stats[n].clean_class_means(), res.d_grid)
+            res.tail_grid = np.array([res.d_star]) if self.eval_grid == "report" else res.d_grid
+            acc[n] = TailFractionAccumulator(res.spectrum, self.stats[n].clean_class_means(), res.tail_grid,
+                                             d_top=int(res.d_grid[-1]))
             if res.head is not None:
-                fit[n] = TruncatedFitAccumulator(res.head, res.d_grid)
+                # the truncated fit at the test grid (report grid: with both d*; else every grid d)
+                grid = res.grid("test")
+                fit[n] = TruncatedFitAccumulator(
+                    res.head, grid, scorer=cumulative_correct if grid is res.d_grid else grid_correct)
                 if res.head_d_star is not None:
                     margin[n] = TailMarginAccumulator(int(res.head_d_star))
         if self._cache is not None:
@@ -358,6 +423,8 @@ def analyse(
     max_dim: int = 4096,
     projection_dtype: torch.dtype = torch.float32,
     progress: Callable[[str], None] | None = None,
+    eval_grid: str = "all",
+    gram_dtype: torch.dtype = torch.float64,
 ) -> dict[str, TapAnalysis]:
     """Spectral analysis of ``taps`` of ``model`` (or of the raw inputs when ``model`` is None).
 
@@ -379,6 +446,12 @@ def analyse(
             eigendecomposition, centring and cumulative scores are float64 regardless);
             float32 is ~3x faster on a CPU and changes a prediction only at exact near-ties.
         progress: optional callback called with a short message after each step.
+        eval_grid: ``"all"`` (default): test and truncated-fit curves and tail fractions at
+            every grid d; ``"report"``: test and truncated-fit curves at the report grid
+            (``linear_probe.report_grid``: every d <= 64, 16 per octave above, the largest, d*
+            and the head's d*) and tail fractions at d* only. Validation is always scored at
+            every grid d.
+        gram_dtype: precision of each batch's Gram product (``FeatureStats``); float64 sums.
 
     Returns:
         tap name -> :class:`TapAnalysis`, in tap order.
@@ -387,6 +460,7 @@ def analyse(
     reducer = SpectralReducer(
         model, data, names, d_grid=d_grid, alpha=alpha, d_rule=d_rule, segregation=segregation,
         head=head, batch_size=batch_size, device=device, projection_dtype=projection_dtype, progress=progress,
+        eval_grid=eval_grid, gram_dtype=gram_dtype,
     )
     inputs = {"train": data.x_train, "val": data.x_val, "test": data.x_test}
     stream_splits(model, inputs, [reducer], batch_size, device)

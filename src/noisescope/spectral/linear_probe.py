@@ -16,6 +16,11 @@ The same cumulative machinery scores the *original* head on truncated features,
 h(mu + V_d z_d) = (W mu + b) + sum_{k<=d} z_k (W v_k), see :func:`head_readout`.
 
 d* is chosen on noisy validation by :func:`choose_d` (default: the one-standard-error rule).
+
+Scoring every d costs N D C elementwise work per read-out (more than a forward pass);
+:func:`grid_correct` scores only the points of a sparse grid (the *report grid*,
+:func:`report_grid`) from segment sums, N D C multiply-adds in a matrix product plus
+N G C elementwise work.
 """
 
 from __future__ import annotations
@@ -29,8 +34,13 @@ from noisescope.evidence.rules import D_RULES
 from noisescope.evidence.rules import choose_d as _choose_d
 from noisescope.spectral.stats import FeatureStats, Spectrum
 
-__all__ = ["D_RULES", "Readout", "check_grid", "choose_d", "cumulative_correct", "fit_ridge_readout", "head_readout",
-           "logistic_probe_accuracy"]
+__all__ = ["D_RULES", "DENSE_UP_TO", "EVAL_GRIDS", "PER_OCTAVE", "Readout", "check_grid", "choose_d",
+           "cumulative_correct", "fit_ridge_readout", "grid_correct", "head_readout", "logistic_probe_accuracy",
+           "report_grid"]
+
+DENSE_UP_TO = 64  # the report grid holds every d up to here ...
+PER_OCTAVE = 16  # ... then this many log-spaced values per doubling of d
+EVAL_GRIDS = ("report", "all")  # where test / training-fit curves are scored (the probe's ``eval_grid``)
 
 
 @dataclass
@@ -58,6 +68,38 @@ def check_grid(d_grid: list[int] | np.ndarray | None, dim: int) -> np.ndarray:
     if g.size == 0 or g[0] < 1 or g[-1] > dim:
         raise ValueError(f"d grid must hold integers in [1, {dim}] (the feature dim); got {d_grid}")
     return g
+
+
+def report_grid(d_grid: np.ndarray | list[int], extra: tuple[int, ...] | list[int] = ()) -> np.ndarray:
+    """The report grid (docs/definitions.md, "Report grid"): the points of the scoring grid
+    ``d_grid`` at which curves beyond validation are reported.
+
+    Every grid d <= DENSE_UP_TO (64); above it, for each ladder value
+    L_j = round(64 * 2^(j / PER_OCTAVE)), j = 1, 2, ... (16 per octave), the smallest grid d
+    >= L_j; the grid's largest d; and every d of ``extra`` that lies on the grid (d*, the head's
+    d*). On the every-d grid 1..512 that is 112 points: 1..64 and 48 log-spaced values
+    (67, 70, 73, ..., 470, 490, 512). A grid sparser than the ladder is kept whole.
+
+    Args:
+        d_grid: sorted unique d values (>= 1).
+        extra: d values to keep as well (ignored unless on ``d_grid``).
+
+    Returns:
+        (G',) int64, sorted, a subset of ``d_grid``.
+    """
+    g = np.asarray(d_grid, dtype=np.int64)
+    if g.size == 0:
+        return g
+    keep = g <= DENSE_UP_TO
+    top = int(g[-1])
+    if top > DENSE_UP_TO:
+        steps = int(np.ceil(PER_OCTAVE * np.log2(top / DENSE_UP_TO))) + 1
+        ladder = np.rint(DENSE_UP_TO * 2.0 ** (np.arange(1, steps + 1) / PER_OCTAVE)).astype(np.int64)
+        pos = np.searchsorted(g, ladder, side="left")
+        keep[np.unique(pos[pos < g.size])] = True
+    keep[-1] = True
+    keep |= np.isin(g, np.asarray(list(extra), dtype=np.int64))
+    return g[keep]
 
 
 def fit_ridge_readout(stats: FeatureStats, spectrum: Spectrum, alpha: float = 0.0) -> Readout:
@@ -144,6 +186,60 @@ def cumulative_correct(
         # argmax returns the first maximum: correct iff no class scores more and none before it ties
         out += ((own >= cum[c - 1]) & (own > earlier)).sum(0)
     return out
+
+
+def grid_correct(z: torch.Tensor, y: torch.Tensor, readout: Readout, d_grid: np.ndarray) -> torch.Tensor:
+    """Number of correct argmax predictions at the d values of ``d_grid`` only, from segment
+    sums: with g_0 = 0 < g_1 < ... < g_G the grid, S_j = z[:, g_{j-1}:g_j] @ w[g_{j-1}:g_j]
+    (float64; a segment of one component is a plain product), scores at g_j = intercept +
+    S_1 + ... + S_j (a cumulative sum over segments), argmax with ties to the first class.
+
+    The same counts as :func:`cumulative_correct` restricted to the grid: bitwise the same
+    scores up to the first segment longer than one component (a grid holding every d up to
+    64: every d <= 64), beyond that the matrix product sums a segment in another order, which
+    moves a score by ~1e-16 of its size; a prediction can then change only where two classes'
+    scores tie to that precision (float32 coordinates already move scores by ~1e-7).
+
+    Args:
+        z: (B, >= d_max) principal coordinates (any float dtype; summed in float64).
+        y: (B,) labels to score against.
+        readout: the linear read-out (float64 weights).
+        d_grid: sorted unique d values in [1, D].
+
+    Returns:
+        (len(d_grid),) int64 counts.
+    """
+    w = readout.weights
+    g = np.asarray(d_grid, dtype=np.int64)
+    dmax, c, n, G = int(g[-1]), w.shape[1], len(z), len(g)
+    zt = z[:, :dmax].T.contiguous().to(w.device, w.dtype)  # (dmax, B): every slab below is contiguous
+    y = y.to(w.device).long().reshape(-1)
+    starts = np.concatenate([[0], g[:-1]])
+    seg = torch.empty(G, c, n, dtype=w.dtype, device=w.device)  # (G, C, B) segment sums
+    j = 0
+    while j < G:
+        a = int(starts[j])
+        if g[j] - a == 1:  # a run of one-component segments: plain products, as cumulative_correct
+            e = j
+            while e + 1 < G and g[e + 1] - starts[e + 1] == 1:
+                e += 1
+            torch.mul(w[a:a + e - j + 1, :, None], zt[a:a + e - j + 1, None, :], out=seg[j:e + 1])
+            j = e + 1
+        else:
+            torch.matmul(w[a:g[j]].T, zt[a:g[j]], out=seg[j])
+            j += 1
+    seg[0] += readout.intercept.to(w.dtype)[:, None]
+    for j in range(1, G):  # cumulative sum over segments (a loop over slabs beats cumsum_(0) here)
+        seg[j] += seg[j - 1]
+    flat = seg.view(G, c * n)
+    rows = torch.arange(n, device=w.device)
+    own = flat.index_select(1, y * n + rows)  # (G, B) score of the label
+    for k in range(1, c):  # seg[:, k] <- max over classes 0..k
+        torch.maximum(seg[:, k], seg[:, k - 1], out=seg[:, k])
+    earlier = flat.index_select(1, (y - 1).clamp_min(0) * n + rows)  # best class before the label
+    earlier[:, y == 0] = -torch.inf
+    # argmax returns the first maximum: correct iff no class scores more and none before it ties
+    return ((own >= seg[:, c - 1]) & (own > earlier)).sum(1)
 
 
 def choose_d(

@@ -86,15 +86,21 @@ class TailFractionAccumulator:
         spectrum: the training-feature spectrum (gives V).
         clean_means: (C, D) clean class means by true label (:meth:`FeatureStats.clean_class_means`).
         d_grid: sorted d values in [1, D].
+        d_top: the largest d of the scoring grid the tail fractions belong to (default: the
+            grid's largest). When it is D and coordinates are given, |delta_i|^2 is summed from
+            them (all D), else from the features in float64: so a grid holding d* alone gives
+            the tail fraction at d* of the scoring grid's accumulator, to rounding.
     """
 
-    def __init__(self, spectrum: Spectrum, clean_means: torch.Tensor, d_grid: np.ndarray) -> None:
+    def __init__(self, spectrum: Spectrum, clean_means: torch.Tensor, d_grid: np.ndarray,
+                 d_top: int | None = None) -> None:
         self.v = spectrum.eigvecs
         self.mean = spectrum.mean
         self.means = clean_means.to(self.v.device, torch.float64)
         self.z_means = (self.means - self.mean) @ self.v  # (C, D) class means' principal coordinates
         self.idx = torch.as_tensor(np.asarray(d_grid) - 1, device=self.v.device)
         self.d_max = int(np.max(d_grid))  # only the first d_max coordinates enter a tail fraction
+        self.d_top = self.d_max if d_top is None else int(d_top)
         g = len(d_grid)
         self.sum_clean = torch.zeros(g, dtype=torch.float64, device=self.v.device)
         self.sum_noisy = torch.zeros_like(self.sum_clean)
@@ -104,19 +110,23 @@ class TailFractionAccumulator:
     @torch.no_grad()
     def update(self, feats: torch.Tensor, labels: torch.Tensor, true_labels: torch.Tensor,
                z: torch.Tensor | None = None) -> None:
-        """feats (B, D); labels (B,) observed; true_labels (B,); z (B, D) the batch's principal
-        coordinates ``spectrum.project(feats, d)`` (d >= the grid's largest) when already computed
-        (any float dtype: float32 coordinates move a tail fraction by ~1e-7)."""
+        """feats (B, D); labels (B,) observed; true_labels (B,); z (B, d) the batch's principal
+        coordinates ``spectrum.project(feats, d)`` when already computed, d >= the grid's largest
+        (d = D when ``d_top`` is D; any float dtype: float32 coordinates move a tail fraction by
+        ~1e-7)."""
         dev = self.v.device
         t = true_labels.to(dev).long()
         noisy = labels.to(dev).long() != t
         k = self.d_max
-        if z is not None and z.shape[1] < k:
-            raise ValueError(f"z has {z.shape[1]} coordinates; the d grid needs {k}")
-        if z is not None and k == self.v.shape[1]:
-            # every coordinate: |delta_i|^2 is the sum of the squared coordinates (V orthogonal)
-            sq = (z[:, :k].to(dev, torch.float64) - self.z_means[t]).square_()
+        need = self.v.shape[1] if self.d_top == self.v.shape[1] else k
+        if z is not None and z.shape[1] < need:
+            raise ValueError(f"z has {z.shape[1]} coordinates; the d grid needs {need}")
+        if z is not None and self.d_top == self.v.shape[1]:
+            # every coordinate: |delta_i|^2 is the sum of the squared coordinates (V orthogonal);
+            # only the first k enter the head sum (the same numbers as a grid up to D, at d <= k)
+            sq = (z.to(dev, torch.float64) - self.z_means[t]).square_()
             norm2 = sq.sum(1)
+            sq = sq[:, :k]
         else:
             delta = feats.to(dev, torch.float64) - self.means[t]
             norm2 = (delta * delta).sum(1)
