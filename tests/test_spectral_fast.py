@@ -46,10 +46,10 @@ from spectral_data import spiked_noisy  # noqa: E402
 from spectral_fast_record import REFERENCE, probe_rows  # noqa: E402
 
 from noisescope import load_config  # noqa: E402
-from noisescope.schedule import probe_epochs  # noqa: E402
-from noisescope.probes import ProbeContext, make_probe  # noqa: E402
 from noisescope.metrics import rows_to_frame  # noqa: E402
 from noisescope.models.mlp import build_mlp  # noqa: E402
+from noisescope.probes import ProbeContext, make_probe  # noqa: E402
+from noisescope.schedule import probe_epochs  # noqa: E402
 from noisescope.spectral.linear_probe import Readout, cumulative_correct, grid_correct, report_grid  # noqa: E402
 from noisescope.spectral.segregation import (  # noqa: E402
     NoiseShareAccumulator,
