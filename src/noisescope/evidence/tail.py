@@ -28,7 +28,7 @@ import torch
 from noisescope.evidence._arrays import as_numpy
 from noisescope.evidence.intervals import wilson_interval
 from noisescope.spectral.attribution import MarginAttribution
-from noisescope.spectral.linear_probe import Readout, check_grid, cumulative_correct
+from noisescope.spectral.linear_probe import Readout, check_grid, cumulative_correct, grid_correct, grid_hits
 
 SUPPORTED, NOT_SUPPORTED, INCONCLUSIVE = "supported", "not supported", "inconclusive"
 
@@ -103,6 +103,14 @@ class TruncatedFitAccumulator:
         y_obs = torch.as_tensor(y_obs).reshape(-1).to(z.device)
         if len(noisy) != len(z) or len(y_obs) != len(z):
             raise ValueError(f"z has {len(z)} rows, y_obs {len(y_obs)}, noisy {len(noisy)}")
+        if self.scorer is grid_correct:  # per-sample hits of the whole batch: no copies of z per group
+            hits = grid_hits(z, y_obs, self.readout, self.d_grid)
+            noisy = noisy.to(hits.device)
+            self.noisy += hits[:, noisy].sum(1).cpu()
+            self.clean += hits[:, ~noisy].sum(1).cpu()
+            self.n_noisy += int(noisy.sum())
+            self.n_clean += int((~noisy).sum())
+            return
         for mask, target in ((~noisy, "clean"), (noisy, "noisy")):
             m = int(mask.sum())
             if m == 0:

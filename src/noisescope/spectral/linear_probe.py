@@ -35,8 +35,8 @@ from noisescope.evidence.rules import choose_d as _choose_d
 from noisescope.spectral.stats import FeatureStats, Spectrum
 
 __all__ = ["D_RULES", "DENSE_UP_TO", "EVAL_GRIDS", "PER_OCTAVE", "Readout", "check_grid", "choose_d",
-           "cumulative_correct", "fit_ridge_readout", "grid_correct", "head_readout", "logistic_probe_accuracy",
-           "report_grid"]
+           "cumulative_correct", "fit_ridge_readout", "grid_correct", "grid_hits", "head_readout",
+           "logistic_probe_accuracy", "report_grid"]
 
 DENSE_UP_TO = 64  # the report grid holds every d up to here ...
 PER_OCTAVE = 16  # ... then this many log-spaced values per doubling of d
@@ -189,7 +189,13 @@ def cumulative_correct(
 
 
 def grid_correct(z: torch.Tensor, y: torch.Tensor, readout: Readout, d_grid: np.ndarray) -> torch.Tensor:
-    """Number of correct argmax predictions at the d values of ``d_grid`` only, from segment
+    """Number of correct argmax predictions at the d values of ``d_grid`` only:
+    ``grid_hits(...).sum(1)``, (len(d_grid),) int64."""
+    return grid_hits(z, y, readout, d_grid).sum(1)
+
+
+def grid_hits(z: torch.Tensor, y: torch.Tensor, readout: Readout, d_grid: np.ndarray) -> torch.Tensor:
+    """Whether each sample's argmax prediction is correct at the d values of ``d_grid``, from segment
     sums: with g_0 = 0 < g_1 < ... < g_G the grid, S_j = z[:, g_{j-1}:g_j] @ w[g_{j-1}:g_j]
     (float64; a segment of one component is a plain product), scores at g_j = intercept +
     S_1 + ... + S_j (a cumulative sum over segments), argmax with ties to the first class.
@@ -207,7 +213,7 @@ def grid_correct(z: torch.Tensor, y: torch.Tensor, readout: Readout, d_grid: np.
         d_grid: sorted unique d values in [1, D].
 
     Returns:
-        (len(d_grid),) int64 counts.
+        (len(d_grid), B) bool.
     """
     w = readout.weights
     g = np.asarray(d_grid, dtype=np.int64)
@@ -239,7 +245,7 @@ def grid_correct(z: torch.Tensor, y: torch.Tensor, readout: Readout, d_grid: np.
     earlier = flat.index_select(1, (y - 1).clamp_min(0) * n + rows)  # best class before the label
     earlier[:, y == 0] = -torch.inf
     # argmax returns the first maximum: correct iff no class scores more and none before it ties
-    return ((own >= seg[:, c - 1]) & (own > earlier)).sum(1)
+    return (own >= seg[:, c - 1]) & (own > earlier)
 
 
 def choose_d(

@@ -11,7 +11,7 @@ eigenvalues lambda_1 >= ... >= lambda_D with eigenvectors v_k.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 
@@ -32,6 +32,7 @@ class Spectrum:
     eigvals: torch.Tensor
     eigvecs: torch.Tensor
     n: int
+    _cast: dict = field(default_factory=dict, init=False, repr=False, compare=False)  # eigvecs cast once per dtype
 
     @property
     def dim(self) -> int:
@@ -49,7 +50,10 @@ class Spectrum:
         centred = feats.to(v.device, torch.float64, copy=True).sub_(self.mean)
         if dtype == torch.float64:
             return centred @ v
-        return centred.to(dtype) @ v.to(dtype)
+        if dtype not in self._cast:
+            self._cast[dtype] = self.eigvecs.to(dtype)
+        vl = self._cast[dtype] if d is None else self._cast[dtype][:, :d]
+        return centred.to(dtype) @ vl
 
 
 def eigh(matrix: torch.Tensor, single_thread_below: int = 4096) -> tuple[torch.Tensor, torch.Tensor]:
