@@ -222,21 +222,23 @@ def grid_hits(z: torch.Tensor, y: torch.Tensor, readout: Readout, d_grid: np.nda
     y = y.to(w.device).long().reshape(-1)
     starts = np.concatenate([[0], g[:-1]])
     seg = torch.empty(G, c, n, dtype=w.dtype, device=w.device)  # (G, C, B) segment sums
+    length = g - starts
     j = 0
-    while j < G:
-        a = int(starts[j])
-        if g[j] - a == 1:  # a run of one-component segments: plain products, as cumulative_correct
-            e = j
-            while e + 1 < G and g[e + 1] - starts[e + 1] == 1:
-                e += 1
-            torch.mul(w[a:a + e - j + 1, :, None], zt[a:a + e - j + 1, None, :], out=seg[j:e + 1])
-            j = e + 1
+    while j < G:  # a run of m consecutive segments of one length L: one batched product
+        a, L = int(starts[j]), int(length[j])
+        e = j + 1
+        while e < G and length[e] == L:
+            e += 1
+        m = e - j
+        zs = zt[a:a + m * L].view(m, L, n)
+        if L == 1:  # plain products, as cumulative_correct
+            torch.mul(w[a:a + m, :, None], zs, out=seg[j:e])
         else:
-            torch.matmul(w[a:g[j]].T, zt[a:g[j]], out=seg[j])
-            j += 1
-    seg[0] += readout.intercept.to(w.dtype)[:, None]
+            torch.bmm(w[a:a + m * L].view(m, L, c).transpose(1, 2), zs, out=seg[j:e])
+        j = e
+    seg[0].add_(readout.intercept.to(w.dtype)[:, None])
     for j in range(1, G):  # cumulative sum over segments (a loop over slabs beats cumsum_(0) here)
-        seg[j] += seg[j - 1]
+        seg[j].add_(seg[j - 1])  # not seg[j] += ...: that also copies the slab onto itself
     flat = seg.view(G, c * n)
     rows = torch.arange(n, device=w.device)
     own = flat.index_select(1, y * n + rows)  # (G, B) score of the label
