@@ -47,8 +47,7 @@ class Spectrum:
         precision (about 3x faster on a CPU, relative error ~1e-6 of |z|).
         """
         v = self.eigvecs if d is None else self.eigvecs[:, :d]
-        # float32 - float64 promotes: the difference is taken in float64 in one pass (no copy first)
-        centred = torch.sub(feats.to(v.device), self.mean)
+        centred = feats.to(v.device, torch.float64, copy=True).sub_(self.mean)
         if dtype == torch.float64:
             return centred @ v
         if dtype not in self._cast:
@@ -176,7 +175,7 @@ class FeatureStats:
             return
         if self._shift is None:
             self._init(feats)
-        x = torch.sub(feats.to(self.device), self._shift)  # in float64 (type promotion), a new tensor
+        x = feats.to(self.device, torch.float64, copy=True).sub_(self._shift)
         b = len(x)
         self.n += b
         self._s1 += x.sum(0)
