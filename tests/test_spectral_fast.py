@@ -355,3 +355,19 @@ def test_a_bad_eval_grid_names_the_option_and_the_choices():
         make_probe("spectral", eval_grid="every")
     with pytest.raises(Exception, match=r"probe\.options\.spectral\.gram must be one of"):
         load_config(None, ['probe.options={spectral = {gram = "half"}}'])
+
+
+def test_without_a_validation_split_d_star_is_the_top_and_test_is_scored_at_the_report_grid():
+    import dataclasses
+
+    data = spiked_noisy(n=600, n_val=10, n_test=200, dim=40, seed=11)
+    data = dataclasses.replace(data, x_val=data.x_val[:0], y_val=data.y_val[:0], y_val_true=data.y_val_true[:0])
+    torch.manual_seed(2)
+    model = build_mlp((40,), 10, widths=[80]).eval()
+    df = rows_to_frame(make_probe("spectral")(model, data, ProbeContext(epoch=1, batch_size=128)))
+    phi = df[df.tap == model.feature_tap]
+    assert float(phi[phi.metric == "d_star"]["value"].iat[0]) == 80
+    test = phi[(phi.metric == "probe_acc") & (phi.subset == "test")]
+    assert test["index"].tolist() == report_grid(np.arange(1, 81)).tolist()
+    assert not (phi.metric == "trunc_d_star").any() and (phi.metric == "trunc_acc").any()
+    assert len(phi[phi.metric == "tail_fraction"]) == 2

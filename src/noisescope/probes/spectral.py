@@ -195,8 +195,10 @@ def tap_rows(res: TapAnalysis, epoch: int, noise_rate: float, probe: str = "spec
         for subset in res.head_correct:
             acc, grid = res.head_acc(subset), res.grid(subset)
             rows += [row("trunc_acc", a, subset, d) for d, a in zip(grid, acc, strict=True)]
-            rows.append(row("trunc_acc_d_star", acc[res.at(res.head_d_star, subset)], subset))
-        rows.append(row("trunc_d_star", res.head_d_star, "val"))
+            if res.head_d_star is not None:  # None without a validation split
+                rows.append(row("trunc_acc_d_star", acc[res.at(res.head_d_star, subset)], subset))
+        if res.head_d_star is not None:
+            rows.append(row("trunc_d_star", res.head_d_star, "val"))
     if res.noise_share is not None:
         rows += [row("noise_share", v, "train", k) for k, v in enumerate(res.noise_share.cpu().numpy(), 1)]
         rows.append(row("noise_rate", noise_rate, "train"))
