@@ -46,12 +46,11 @@ from noisescope.spectral.linear_probe import (
     head_readout,
     report_grid,
 )
-from noisescope.spectral.segregation import NoiseShareAccumulator, TailFractionAccumulator
+from noisescope.spectral.segregation import TailFractionAccumulator, noise_share
 from noisescope.spectral.stats import FeatureStats, Spectrum
 from noisescope.taps import INPUT_TAP, iter_taps, resolve_taps, stream_splits
 
 EVAL_SUBSETS = ("val", "test")
-LOW_VARIANCE = 1e-6  # components with lambda_k below this share of lambda_1 get float64 coordinates
 
 
 @dataclass
@@ -247,7 +246,8 @@ class SpectralReducer:
             c = data.num_classes
             for n in self.taps:
                 if n not in self.stats:
-                    self.stats[n] = FeatureStats(acts[n].shape[1], c, gram_dtype=self.gram_dtype)
+                    self.stats[n] = FeatureStats(acts[n].shape[1], c, gram_dtype=self.gram_dtype,
+                                                 noisy_second_moment=self.segregation)
                 self.stats[n].update(acts[n], data.y_train[sl], data.y_train_true[sl])
             if self._cache is not None:
                 nbytes = sum(acts[n].numel() * 4 for n in self.taps)
@@ -334,21 +334,24 @@ class SpectralReducer:
         from noisescope.evidence.tail import TailMarginAccumulator, TruncatedFitAccumulator
 
         data = self.data
-        acc, fit, margin, shares, low = {}, {}, {}, {}, {}
+        acc, fit, margin = {}, {}, {}
         for n, res in self.out.items():
-            shares[n] = NoiseShareAccumulator(res.spectrum, self.stats[n].n)
-            lam = res.spectrum.eigvals
-            low[n] = torch.nonzero(lam < LOW_VARIANCE * lam[0]).reshape(-1)
+            # rho_k = v_k' S_noisy v_k / (N lambda_k) from the noisy rows' second moment, which
+            # the training pass summed beside the Gram matrix (no training projection needed)
+            res.noise_share = noise_share(self.stats[n], res.spectrum)
             res.tail_grid = np.array([res.d_star]) if self.eval_grid == "report" else res.d_grid
-            acc[n] = TailFractionAccumulator(res.spectrum, self.stats[n].clean_class_means(), res.tail_grid,
-                                             d_top=int(res.d_grid[-1]))
+            means = self.stats[n].clean_class_means()
             if res.head is not None:
-                # the truncated fit at the test grid (report grid: with both d*; else every grid d)
+                # the head's tap: one float64 projection onto every component, shared by the tail
+                # fractions, the truncated fit (at the test grid) and the tail margin
+                acc[n] = TailFractionAccumulator(res.spectrum, means, res.tail_grid)
                 grid = res.grid("test")
                 fit[n] = TruncatedFitAccumulator(
                     res.head, grid, scorer=cumulative_correct if grid is res.d_grid else grid_correct)
                 if res.head_d_star is not None:
                     margin[n] = TailMarginAccumulator(int(res.head_d_star))
+            else:  # elsewhere only the top max(tail_grid) coordinates
+                acc[n] = TailFractionAccumulator(res.spectrum, means, res.tail_grid)
         if self._cache is not None:
             batches = iter(self._cache)
         elif self.model is None:
@@ -363,20 +366,14 @@ class SpectralReducer:
         for sl, acts in batches:
             y_obs, y_true = data.y_train[sl], data.y_train_true[sl]
             for n in self.taps:
-                # one projection onto every component per tap and batch, shared by the noise
-                # share, the tail fractions and (head tap, float64) the truncated fit and margin
                 res = self.out[n]
                 if n in fit:
                     z = res.spectrum.project(acts[n], None, torch.float64)
                     self._fit_batch(res, acts[n], y_obs, data.noise_mask[sl], fit[n], margin.get(n), z)
                 else:
-                    z = res.spectrum.project(acts[n], None, self.projection_dtype)
-                    if z.dtype != torch.float64 and len(low[n]):
-                        z = self._exact_low(res.spectrum, acts[n], z, low[n])
-                shares[n].update(z, data.noise_mask[sl])
+                    z = res.spectrum.project(acts[n], acc[n].d_max, self.projection_dtype)
                 acc[n].update(acts[n], y_obs, y_true, z=z)
         for n, res in self.out.items():
-            res.noise_share = shares[n].result()
             res.tail_clean, res.tail_noisy = acc[n].result()
             if n in fit:
                 res.fit = fit[n].result()
@@ -384,17 +381,6 @@ class SpectralReducer:
                 res.tail_margin = margin[n].result()
         self._cache = None
         self._say("segregation")
-
-    @staticmethod
-    def _exact_low(spectrum: Spectrum, feats: torch.Tensor, z: torch.Tensor, low: torch.Tensor) -> torch.Tensor:
-        """z (B, D) single-precision coordinates -> float64, those of the components ``low``
-        (variance below LOW_VARIANCE of the largest) recomputed in float64: single-precision
-        rounding of (f - mu) . v_k is ~1e-7 |f - mu|, enough to swamp a component's noise
-        share when its own spread is that small."""
-        z = z.to(torch.float64)
-        v = spectrum.eigvecs
-        z[:, low] = feats.to(v.device, torch.float64).sub(spectrum.mean) @ v[:, low]
-        return z
 
     def _fit_batch(self, res: TapAnalysis, feats: torch.Tensor, y_obs: torch.Tensor, noisy: torch.Tensor,
                    fit: Any, margin: Any, z: torch.Tensor) -> None:

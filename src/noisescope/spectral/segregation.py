@@ -78,29 +78,25 @@ class NoiseShareAccumulator:
 class TailFractionAccumulator:
     """Streams training features and accumulates mean tail fractions for every d of a grid.
 
-    In the eigenbasis, delta_i V = z_i - (m_t - mu) V with z_i = (f_i - mu) V the sample's
-    principal coordinates, so a caller that already projected the batch (the analysis does,
-    once per tap) passes ``z`` and no second (B, D) x (D, D) product is taken.
+    |delta_i|^2 = |f_i - m_t|^2 is summed from the features in float64 (all D components);
+    the head part sum_{k<=d} c_ik^2 needs only the first max(d_grid) principal coordinates:
+    in the eigenbasis c_i = delta_i V = z_i - (m_t - mu) V with z_i = (f_i - mu) V, so a caller
+    that already projected the batch (the analysis does) passes ``z`` and no second
+    (B, D) x (D, d) product is taken.
 
     Args:
         spectrum: the training-feature spectrum (gives V).
         clean_means: (C, D) clean class means by true label (:meth:`FeatureStats.clean_class_means`).
         d_grid: sorted d values in [1, D].
-        d_top: the largest d of the scoring grid the tail fractions belong to (default: the
-            grid's largest). When it is D and coordinates are given, |delta_i|^2 is summed from
-            them (all D), else from the features in float64: so a grid holding d* alone gives
-            the tail fraction at d* of the scoring grid's accumulator, to rounding.
     """
 
-    def __init__(self, spectrum: Spectrum, clean_means: torch.Tensor, d_grid: np.ndarray,
-                 d_top: int | None = None) -> None:
+    def __init__(self, spectrum: Spectrum, clean_means: torch.Tensor, d_grid: np.ndarray) -> None:
         self.v = spectrum.eigvecs
         self.mean = spectrum.mean
         self.means = clean_means.to(self.v.device, torch.float64)
-        self.z_means = (self.means - self.mean) @ self.v  # (C, D) class means' principal coordinates
-        self.idx = torch.as_tensor(np.asarray(d_grid) - 1, device=self.v.device)
         self.d_max = int(np.max(d_grid))  # only the first d_max coordinates enter a tail fraction
-        self.d_top = self.d_max if d_top is None else int(d_top)
+        self.z_means = (self.means - self.mean) @ self.v[:, :self.d_max]  # (C, d_max) class means' coordinates
+        self.idx = torch.as_tensor(np.asarray(d_grid) - 1, device=self.v.device)
         g = len(d_grid)
         self.sum_clean = torch.zeros(g, dtype=torch.float64, device=self.v.device)
         self.sum_noisy = torch.zeros_like(self.sum_clean)
@@ -112,26 +108,17 @@ class TailFractionAccumulator:
                z: torch.Tensor | None = None) -> None:
         """feats (B, D); labels (B,) observed; true_labels (B,); z (B, d) the batch's principal
         coordinates ``spectrum.project(feats, d)`` when already computed, d >= the grid's largest
-        (d = D when ``d_top`` is D; any float dtype: float32 coordinates move a tail fraction by
-        ~1e-7)."""
+        (any float dtype: float32 coordinates move a tail fraction by ~1e-7)."""
         dev = self.v.device
         t = true_labels.to(dev).long()
         noisy = labels.to(dev).long() != t
         k = self.d_max
-        need = self.v.shape[1] if self.d_top == self.v.shape[1] else k
-        if z is not None and z.shape[1] < need:
-            raise ValueError(f"z has {z.shape[1]} coordinates; the d grid needs {need}")
-        if z is not None and self.d_top == self.v.shape[1]:
-            # every coordinate: |delta_i|^2 is the sum of the squared coordinates (V orthogonal);
-            # only the first k enter the head sum (the same numbers as a grid up to D, at d <= k)
-            sq = (z.to(dev, torch.float64) - self.z_means[t]).square_()
-            norm2 = sq.sum(1)
-            sq = sq[:, :k]
-        else:
-            delta = feats.to(dev, torch.float64) - self.means[t]
-            norm2 = (delta * delta).sum(1)
-            coords = delta @ self.v[:, :k] if z is None else z[:, :k].to(dev, torch.float64) - self.z_means[t, :k]
-            sq = coords.square_()
+        if z is not None and z.shape[1] < k:
+            raise ValueError(f"z has {z.shape[1]} coordinates; the d grid needs {k}")
+        delta = feats.to(dev, torch.float64) - self.means[t]
+        norm2 = (delta * delta).sum(1)
+        coords = delta @ self.v[:, :k] if z is None else z[:, :k].to(dev, torch.float64) - self.z_means[t]
+        sq = coords.square_()
         keep = norm2 > 0  # a sample sitting on its class mean has no tail fraction
         inv = torch.where(keep, 1.0 / norm2.clamp_min(1e-300), 0.0)
         # the mean of 1 - sum_{k<=d} c_ik^2 / |delta_i|^2 over a group is linear in the samples:

@@ -82,8 +82,9 @@ class FeatureStats:
         num_classes: C; needed for class-wise sums (the linear probe and segregation).
         device: where the sums live (default: the first batch's device).
         noisy_second_moment: also accumulate the (D, D) second moment of the noisy samples
-            (needed for the per-component noise share; costs about one more Gram matrix
-            over the noisy rows only).
+            (the per-component noise share). With both label kinds in :meth:`update`, each
+            batch's Gram product is taken as the clean rows' plus the noisy rows' (in
+            ``gram_dtype`` both), so it costs no extra product, only a (D, D) addition.
         gram_dtype: precision of each batch's (D, D) Gram product of the shift-centred
             features. ``torch.float32`` (about 2x faster on a CPU) rounds each batch's product
             once to single precision (relative error ~1e-7 of the batch's largest entries)
@@ -177,11 +178,22 @@ class FeatureStats:
             self._init(feats)
         x = feats.to(self.device, torch.float64, copy=True).sub_(self._shift)
         b = len(x)
-        self.n += b
-        self._s1 += x.sum(0)
-        self._add_gram(self._s2, x)
         y = None if labels is None else self._check_labels("labels", labels, b)
         t = None if true_labels is None else self._check_labels("true_labels", true_labels, b)
+        self.n += b
+        self._s1 += x.sum(0)
+        split = self._noisy_s2 is not None and y is not None and t is not None
+        if split:  # Gram of the clean rows + Gram of the noisy rows: the noisy moment costs nothing more
+            noisy = y != t
+            xg = x if self.gram_dtype == torch.float64 else x.to(self.gram_dtype)
+            self._add_gram(self._s2, xg[~noisy])
+            if bool(noisy.any()):
+                g = torch.zeros_like(self._noisy_s2)
+                self._add_gram(g, xg[noisy])
+                self._noisy_s2 += g
+                self._s2 += g
+        else:
+            self._add_gram(self._s2, x)
         ones = torch.ones(b, dtype=torch.float64, device=self.device)
         if y is not None:
             self._obs_sum.index_add_(0, y, x)
@@ -196,11 +208,12 @@ class FeatureStats:
                 xn = x[~clean]
                 self._noisy_n += len(xn)
                 self._noisy_s1 += xn.sum(0)
-                if self._noisy_s2 is not None and len(xn):
-                    self._add_gram(self._noisy_s2, xn)
 
     def _add_gram(self, acc: torch.Tensor, x: torch.Tensor) -> None:
-        """acc += x^T x, the product in ``gram_dtype``, the running sum in float64."""
+        """acc += x^T x, the product in ``gram_dtype``, the running sum in float64 (``x`` in
+        float64, or already cast to ``gram_dtype``)."""
+        if not len(x):
+            return
         if self.gram_dtype == torch.float64:
             acc.addmm_(x.T, x)
             return
