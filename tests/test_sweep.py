@@ -397,3 +397,16 @@ def test_unschedulable_ray_resources_are_refused():
         check_resources({"CPU": 2.0}, 1, 0.25)
     with pytest.raises(ResourceError, match="cpus_per_run = 4 but the Ray cluster has 2 CPUs"):
         check_resources({"CPU": 2.0}, 4, 0)
+
+
+def test_the_runs_table_says_what_its_test_accuracies_rest_on():
+    from noisescope.cli.sweep import interval_note
+    from noisescope.evidence.intervals import Accuracy
+
+    table = pd.DataFrame({"final_test_acc": [0.5, 0.9], "early_stop_test_acc": [0.6, np.nan],
+                          "n_test": [100, 100]})
+    widest = (Accuracy.from_value(0.5, 100).high - Accuracy.from_value(0.5, 100).low) / 2
+    assert interval_note(table) == (f"test accuracies on n = 100 clean test samples per run; "
+                                    f"95% Wilson half-width at most {widest:.3f}")
+    assert "n = 100-2,000" in interval_note(table.assign(n_test=[100, 2000]))
+    assert interval_note(table.drop(columns="n_test")) is None

@@ -100,6 +100,31 @@ def table_width(t: Table) -> int:
     return Measurement.get(probe, probe.options, t).minimum
 
 
+def interval_note(table: pd.DataFrame) -> str | None:
+    """What the runs table's test accuracies rest on: their clean-test n and the widest 95%
+    Wilson half-width among them (``evidence.intervals.Accuracy``); None without n_test."""
+    from noisescope.evidence.intervals import Accuracy
+
+    if "n_test" not in table:
+        return None
+    halves, ns = [], set()
+    for rec in table.to_dict("records"):
+        n = rec.get("n_test")
+        if n is None or n != n or n <= 0:
+            continue
+        ns.add(int(n))
+        for c in ("final_test_acc", "early_stop_test_acc"):
+            v = rec.get(c)
+            if v is not None and v == v:
+                a = Accuracy.from_value(float(v), int(n))
+                halves.append((a.high - a.low) / 2)
+    if not halves:
+        return None
+    n_words = f"{min(ns):,}" if len(ns) == 1 else f"{min(ns):,}-{max(ns):,}"
+    return (f"test accuracies on n = {n_words} clean test samples per run; 95% Wilson "
+            f"half-width at most {max(halves):.3f}")
+
+
 def print_runs(table: pd.DataFrame, keys: list[str], title: str) -> None:
     """The runs tables (:func:`runs_tables`), what the compact headers mean, and each failed
     run's error (its first line, wrapped at spaces)."""
@@ -107,7 +132,8 @@ def print_runs(table: pd.DataFrame, keys: list[str], title: str) -> None:
     for t in runs_tables(table, keys, title, console.width):
         console.print(t)
     legend = [f"{names[k]} = {k}" for k in keys if names[k] != k]
-    console.print(Text("; ".join([*legend, HEADLINE_NOTE]), style="dim"))
+    note = interval_note(table)
+    console.print(Text("; ".join([*legend, HEADLINE_NOTE, *([note] if note else [])]), style="dim"))
     if "error" in table:
         for rec in table.to_dict("records"):
             err = str(rec.get("error") or "").strip()
