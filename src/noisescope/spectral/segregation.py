@@ -1,12 +1,14 @@
 """Segregation of label noise in the feature spectrum (docs/definitions.md, "Segregation").
 
-* Noise share per component: rho_k = sum_{noisy i} z_ik^2 / sum_i z_ik^2, to compare with the
-  noise rate (rho_k above the rate: component k is dominated by noisy samples).
+* Noise share per component: rho_k = sum_{noisy i} z_ik^2 / sum_i z_ik^2 (from the noisy second
+  moment, no projection of the training samples), to compare with the noise rate (rho_k above
+  the rate: component k is dominated by noisy samples).
 * Tail fraction of a sample: ||P_tail delta_i||^2 / ||delta_i||^2 with delta_i = f_i minus the
   clean mean of its *true* class and P_tail the projector onto v_{d+1..D}; averaged over the
-  clean and over the noisy training samples, for every d of a grid in one streaming pass
-  (1 - ||P_head delta_i||^2 / ||delta_i||^2 lies in [0, 1]; summed without clipping, so a
-  rounding residue of ~1e-16, or ~1e-7 from float32 coordinates, is kept rather than cut).
+  clean and over the noisy training samples, for every d of a grid in one streaming pass over
+  the top max(grid) coordinates (1 - ||P_head delta_i||^2 / ||delta_i||^2 lies in [0, 1];
+  summed without clipping, so a rounding residue of ~1e-16, or ~1e-7 from float32
+  coordinates, is kept rather than cut).
 * Segregation index = noisy tail fraction - clean tail fraction (at d*).
 """
 
@@ -34,45 +36,18 @@ def _share(num: torch.Tensor, den: torch.Tensor, eigvals: torch.Tensor) -> torch
 
 
 def noise_share(stats: FeatureStats, spectrum: Spectrum) -> torch.Tensor:
-    """(D,) float64 rho_k; 0 where the component has no variance (see :func:`resolved`).
+    """(D,) float64 rho_k = v_k' S_noisy v_k / (N lambda_k) (= sum_{noisy i} z_ik^2 / sum_i z_ik^2);
+    0 where the component has no variance (see :func:`resolved`). One (D, D) x (D, D) product.
 
-    ``stats`` needs ``noisy_second_moment=True`` and both label kinds in ``update``.
+    ``stats`` needs ``noisy_second_moment=True`` and both label kinds in ``update``. With
+    float32 Gram products (``gram_dtype``) S_noisy and the covariance are rounded alike (the
+    noisy rows' product is part of the batch's Gram matrix), so a component of variance
+    lambda_k moves by ~1e-7 lambda_1 / lambda_k, as its eigenvalue does.
     """
     s_noisy = stats.noisy_centered_second_moment()
     v = spectrum.eigvecs
     num = ((s_noisy @ v) * v).sum(0)
     return _share(num, stats.n * spectrum.eigvals, spectrum.eigvals)
-
-
-class NoiseShareAccumulator:
-    """rho_k streamed from the training samples' principal coordinates (no noisy Gram matrix):
-    rho_k = sum_{noisy i} z_ik^2 / (N lambda_k), z = (f - mu) V over every component.
-
-    The same rho_k as :func:`noise_share` up to rounding, given float64 coordinates for the
-    components whose variance is below ~1e-6 of the largest (float32 rounding of z_ik,
-    ~1e-7 |f_i - mu|, would swamp those; the analysis recomputes them in float64).
-
-    Args:
-        spectrum: the training-feature spectrum (eigenvalues, D).
-        n: number of training samples the spectrum was taken over (N).
-    """
-
-    def __init__(self, spectrum: Spectrum, n: int) -> None:
-        self.eigvals = spectrum.eigvals
-        self.den = n * spectrum.eigvals
-        self.num = torch.zeros_like(self.den)
-
-    @torch.no_grad()
-    def update(self, z: torch.Tensor, noisy: torch.Tensor) -> None:
-        """z (B, D) principal coordinates of every component; noisy (B,) bool mask."""
-        if z.shape[1] != len(self.den):
-            raise ValueError(f"z must hold all {len(self.den)} coordinates, got {z.shape[1]}")
-        zn = z[noisy.to(z.device).reshape(-1).bool()].to(self.den.device, torch.float64)
-        self.num += zn.square_().sum(0)
-
-    def result(self) -> torch.Tensor:
-        """(D,) float64 rho_k; 0 where the component has no variance (see :func:`resolved`)."""
-        return _share(self.num, self.den, self.eigvals)
 
 
 class TailFractionAccumulator:

@@ -114,7 +114,7 @@ class FeatureStats:
         self.n = 0
         self._shift: torch.Tensor | None = None
         self._s1: torch.Tensor | None = None  # (D,) sum of (f - shift)
-        self._s2: torch.Tensor | None = None  # (D, D) sum of (f - shift)(f - shift)^T
+        self._s2: torch.Tensor | None = None  # (D, D) sum of (f - shift)(f - shift)^T, less _noisy_s2
         self._obs_sum: torch.Tensor | None = None  # (C, D) by observed label
         self._obs_n: torch.Tensor | None = None  # (C,)
         self._clean_sum: torch.Tensor | None = None  # (C, D) clean samples by true label
@@ -182,32 +182,38 @@ class FeatureStats:
         t = None if true_labels is None else self._check_labels("true_labels", true_labels, b)
         self.n += b
         self._s1 += x.sum(0)
-        split = self._noisy_s2 is not None and y is not None and t is not None
-        if split:  # Gram of the clean rows + Gram of the noisy rows: the noisy moment costs nothing more
-            noisy = y != t
-            xg = x if self.gram_dtype == torch.float64 else x.to(self.gram_dtype)
-            self._add_gram(self._s2, xg[~noisy])
-            if bool(noisy.any()):
-                g = torch.zeros_like(self._noisy_s2)
-                self._add_gram(g, xg[noisy])
-                self._noisy_s2 += g
-                self._s2 += g
-        else:
-            self._add_gram(self._s2, x)
         ones = torch.ones(b, dtype=torch.float64, device=self.device)
         if y is not None:
             self._obs_sum.index_add_(0, y, x)
             self._obs_n.index_add_(0, y, ones)
-        if t is not None:
-            self._true_sum.index_add_(0, t, x)
-            self._true_n.index_add_(0, t, ones)
-            clean = (y == t) if y is not None else torch.ones(b, dtype=torch.bool, device=self.device)
-            self._clean_sum.index_add_(0, t[clean], x[clean])
-            self._clean_n.index_add_(0, t[clean], ones[clean])
-            if y is not None:
-                xn = x[~clean]
-                self._noisy_n += len(xn)
-                self._noisy_s1 += xn.sum(0)
+        if t is None:
+            self._add_gram(self._s2, x)
+            return
+        self._true_sum.index_add_(0, t, x)
+        self._true_n.index_add_(0, t, ones)
+        if y is None:  # no noise mask: every sample counts as clean
+            self._clean_sum.index_add_(0, t, x)
+            self._clean_n.index_add_(0, t, ones)
+            self._add_gram(self._s2, x)
+            return
+        # one gather puts the clean rows first and the noisy rows last: the clean class sums, the
+        # noisy first moment and (noisy_second_moment) the Gram matrix as the clean rows' product
+        # into _s2 plus the noisy rows' into _noisy_s2 (their sum is the Gram matrix, _gram), so
+        # the noisy moment costs no product of its own
+        noisy = y != t
+        order = torch.argsort(noisy.to(torch.uint8), stable=True)
+        nc = b - int(noisy.sum())
+        xo, to = x.index_select(0, order), t.index_select(0, order)
+        self._clean_sum.index_add_(0, to[:nc], xo[:nc])
+        self._clean_n.index_add_(0, to[:nc], ones[:nc])
+        self._noisy_n += b - nc
+        self._noisy_s1 += xo[nc:].sum(0)
+        if self._noisy_s2 is None:
+            self._add_gram(self._s2, x)
+        else:
+            xg = xo if self.gram_dtype == torch.float64 else xo.to(self.gram_dtype)
+            self._add_gram(self._s2, xg[:nc])
+            self._add_gram(self._noisy_s2, xg[nc:])
 
     def _add_gram(self, acc: torch.Tensor, x: torch.Tensor) -> None:
         """acc += x^T x, the product in ``gram_dtype``, the running sum in float64 (``x`` in
@@ -238,6 +244,10 @@ class FeatureStats:
             raise ValueError(f"{what} needs FeatureStats(num_classes=...) and labels in update()")
         return tensor
 
+    def _gram(self) -> torch.Tensor:
+        """(D, D) sum of (f - shift)(f - shift)^T over every sample."""
+        return self._s2 if self._noisy_s2 is None else self._s2 + self._noisy_s2
+
     def mean(self) -> torch.Tensor:
         """(D,) float64 feature mean."""
         self._need()
@@ -247,7 +257,7 @@ class FeatureStats:
         """(D, D) float64 covariance (F - mu)^T (F - mu) / N."""
         self._need()
         m = self._s1 / self.n
-        cov = self._s2 / self.n - torch.outer(m, m)
+        cov = self._gram() / self.n - torch.outer(m, m)
         return (cov + cov.T) / 2
 
     def centered_class_sums(self) -> tuple[torch.Tensor, torch.Tensor]:
