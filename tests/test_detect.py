@@ -381,6 +381,31 @@ def test_auroc_ap_agree_with_sklearn_and_ties():
     assert auroc(s, np.array([False, True, False, False])) == 1.0
 
 
+
+def _delong_by_hand(s, m):
+    """DeLong's SE from pairwise placements (O(n^2)), ties counting 1/2."""
+    pos, neg = s[m], s[~m]
+    psi = (pos[:, None] > neg[None, :]) + 0.5 * (pos[:, None] == neg[None, :])
+    v10, v01 = psi.mean(1), psi.mean(0)
+    return np.sqrt(v10.var(ddof=1) / len(pos) + v01.var(ddof=1) / len(neg))
+
+
+def test_auroc_standard_error_is_delongs_and_matches_the_spread_over_resamples():
+    from noisescope.detect.evaluate import auroc_se
+
+    rng = np.random.default_rng(0)
+    m = rng.random(400) < 0.3
+    for s in (rng.integers(0, 4, 400).astype(float) + m, rng.normal(size=400) + m):  # heavy ties, none
+        assert auroc_se(s, m) == pytest.approx(_delong_by_hand(s, m), rel=1e-12)
+    # across fresh draws of the same score model the AUROC spreads by about its SE
+    draws = []
+    for _ in range(400):
+        mm = rng.random(400) < 0.3
+        draws.append(auroc(rng.normal(size=400) + mm, mm))
+    se = np.mean([auroc_se(rng.normal(size=400) + mm, mm) for mm in (rng.random(400) < 0.3 for _ in range(50))])
+    assert np.std(draws, ddof=1) == pytest.approx(se, rel=0.15)
+    assert np.isnan(auroc_se(np.arange(4.0), np.array([True, False, False, False])))
+
 def test_average_ranks_match_scipy_with_ties_and_infinities():
     from scipy.stats import rankdata
 

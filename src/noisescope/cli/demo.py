@@ -125,7 +125,10 @@ def labels_line(labels, width: int = WIDTH) -> str:
         return _fit([f"{head} ({method}); no known noise mask to score them against", head], width)
     r = ev[ev["detector"] == method].iloc[0]
     a, p, rc = float(r["auroc"]), float(r["precision_flagged"]), float(r["recall_flagged"])
-    return _fit([f"{head}; vs the known mask: AUROC {a:.3f}, precision {p:.2f}, recall {rc:.2f}",
+    se = float(r["auroc_se"]) if "auroc_se" in r and r["auroc_se"] == r["auroc_se"] else None
+    a_se = f"AUROC {a:.3f} (SE {se:.3f})" if se is not None else f"AUROC {a:.3f}"
+    return _fit([f"{head}; vs the known mask: {a_se}, precision {p:.2f}, recall {rc:.2f}",
+                 f"{head}; known mask: {a_se}, precision {p:.2f}, recall {rc:.2f}",
                  f"{head}; known mask: AUROC {a:.3f}, precision {p:.2f}, recall {rc:.2f}",
                  f"{head}; known mask: AUROC {a:.3f}, P {p:.2f}, R {rc:.2f}"], width)
 

@@ -13,10 +13,11 @@ from rich.table import Table
 
 from noisescope.cli.common import cell, console, fail
 
-QUALITY_COLUMNS = [("detector", "detector"), ("auroc", "AUROC"), ("ap", "AP"),
+QUALITY_COLUMNS = [("detector", "detector"), ("auroc", "AUROC"), ("auroc_se", "SE"), ("ap", "AP"),
                    ("precision_at_rate", "P=R@n"), ("precision_flagged", "P fl"),
                    ("recall_flagged", "R fl"), ("f1_flagged", "F1 fl")]
-QUALITY_LEGEND = ("P=R@n: precision of the top n scores, n = the number of noisy samples; at that "
+QUALITY_LEGEND = ("SE: DeLong's standard error of the AUROC. P=R@n: precision of the top n scores, n = the "
+                  "number of noisy samples; at that "
                   "cut-off precision and recall are the same number (TP / n). P fl / R fl / F1 fl: of "
                   "the detector's own flags.")
 DEFAULT_MARK = " *"
@@ -111,8 +112,8 @@ def print_evaluation(evaluation, info: dict) -> None:
     for _, name in QUALITY_COLUMNS:
         out.add_column(name, justify="left" if name == "detector" else "right", no_wrap=True)
     for _, r in evaluation.iterrows():
-        out.add_row(*[_name(str(r[c]), info) if c == "detector" else cell(float(r[c]) if r[c] == r[c] else None)
-                      for c, _ in QUALITY_COLUMNS])
+        out.add_row(*[_name(str(r[c]), info) if c == "detector"
+                      else cell(float(r[c]) if c in r and r[c] == r[c] else None) for c, _ in QUALITY_COLUMNS])
     console.print(out)
     console.print(QUALITY_LEGEND, highlight=False)
 

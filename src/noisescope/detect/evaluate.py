@@ -1,13 +1,14 @@
 """Scoring detectors where the noise mask is known (synthetic noise, the analysis side only).
 
-For each detector: AUROC and average precision of its scores against the mask (the same numbers
-as scikit-learn's ``roc_auc_score`` / ``average_precision_score``, computed here in numpy so that
-no scikit-learn import is paid: tied scores count 1/2 in the AUROC, and AP steps over distinct
-score values, so tie order never matters); precision, recall and F1 of the top round(rate * N)
-scores, rate the realized noise rate (the oracle budget; ties broken by lower sample index; at
-k = the number of noisy samples, precision and recall are the same number, TP / k); and, when
-the detector flags samples itself, precision / recall / F1 of its flags and its implied
-noise-rate estimate (the flagged fraction) next to the realized one.
+For each detector: AUROC with DeLong's standard error (``auroc_se``) and average precision of
+its scores against the mask (the same numbers as scikit-learn's ``roc_auc_score`` /
+``average_precision_score``, computed here in numpy so that no scikit-learn import is paid: tied
+scores count 1/2 in the AUROC, and AP steps over distinct score values, so tie order never
+matters); precision, recall and F1 of the top round(rate * N) scores, rate the realized noise
+rate (the oracle budget; ties broken by lower sample index; at k = the number of noisy samples,
+precision and recall are the same number, TP / k); and, when the detector flags samples itself,
+precision / recall / F1 of its flags and its implied noise-rate estimate (the flagged fraction)
+next to the realized one.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import torch
 from noisescope.detect._util import Array
 
 COLUMNS = [
-    "detector", "n", "noise_rate", "auroc", "ap",
+    "detector", "n", "noise_rate", "auroc", "auroc_se", "ap",
     "k", "precision_at_rate", "recall_at_rate", "f1_at_rate",
     "n_flagged", "estimated_rate", "precision_flagged", "recall_flagged", "f1_flagged",
 ]
@@ -96,6 +97,27 @@ def auroc(scores: Array, mask: Array) -> float:
     return float((r[m].sum() - n1 * (n1 + 1) / 2) / (n1 * n0))
 
 
+def auroc_se(scores: Array, mask: Array) -> float:
+    """DeLong's standard error of :func:`auroc` (DeLong, DeLong & Clarke-Pearson 1988).
+
+    Placement values from the average ranks: each positive's share of negatives scored below
+    it, V10_i = (rank_i - rank of i among the positives) / n_neg, and each negative's share of
+    positives scored above it, V01_j = 1 - (rank_j - rank of j among the negatives) / n_pos
+    (a tie counts 1/2, as in the AUROC); Var = var(V10) / n_pos + var(V01) / n_neg (sample
+    variances, ddof 1). NaN when a class has fewer than two samples."""
+    m = _vec(mask, "mask").astype(bool)
+    n1, n0 = int(m.sum()), int((~m).sum())
+    if n1 < 2 or n0 < 2:
+        return float("nan")
+    r = average_ranks(scores)
+    if len(r) != len(m):
+        raise ValueError(f"scores have {len(r)} entries for a mask of {len(m)}")
+    s = finite_scores(scores)
+    v10 = (r[m] - average_ranks(s[m])) / n0
+    v01 = 1.0 - (r[~m] - average_ranks(s[~m])) / n1
+    return float(np.sqrt(v10.var(ddof=1) / n1 + v01.var(ddof=1) / n0))
+
+
 def average_precision(scores: Array, mask: Array) -> float:
     """Average precision of scores for the mask (NaN without positives): sum over the distinct
     score values, highest first, of (recall gain) x precision at that value."""
@@ -141,7 +163,7 @@ def evaluate_scores(
             if len(s) != n:
                 raise ValueError(f"scores[{name!r}] has {len(s)} entries for a mask of {n}")
             p, r, f = precision_recall_f1(top_k_mask(s, k), m)
-            row.update(auroc=auroc(s, m), ap=average_precision(s, m),
+            row.update(auroc=auroc(s, m), auroc_se=auroc_se(s, m), ap=average_precision(s, m),
                        precision_at_rate=p, recall_at_rate=r, f1_at_rate=f)
         if name in flagged:
             fl = _vec(flagged[name], f"flagged[{name!r}]").astype(bool)

@@ -20,10 +20,11 @@ from noisescope.workflows.label_issues import JSON, PARQUET
 MISSING = (f"no {PARQUET} in this run: compute it with `noisescope label-issues RUN` "
            "(add `--cleanlab-cv 5` for cleanlab on cross-validated probabilities)")
 FEATURE_DATASETS = ("synthetic",)  # no images to show
-EVAL_COLUMNS = ["detector", "auroc", "ap", "precision_at_rate", "precision_flagged",
+EVAL_COLUMNS = ["detector", "auroc", "auroc_se", "ap", "precision_at_rate", "precision_flagged",
                 "recall_flagged", "f1_flagged", "n_flagged", "estimated_rate", "seconds"]
 #: shown names of the columns (precision = recall at n = the number of noisy samples)
-EVAL_NAMES = {"precision_at_rate": "P=R@n", "precision_flagged": "P flagged", "recall_flagged": "R flagged",
+EVAL_NAMES = {"auroc_se": "AUROC SE (DeLong)",
+              "precision_at_rate": "P=R@n", "precision_flagged": "P flagged", "recall_flagged": "R flagged",
               "f1_flagged": "F1 flagged", "n_flagged": "flagged", "estimated_rate": "est. noise rate"}
 
 
