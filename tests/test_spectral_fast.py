@@ -5,8 +5,8 @@
 shares from a float64 noisy Gram matrix, tail fractions from a second float64 projection and
 clipped per sample, argmax scoring. Now: noise shares from the noisy rows' Gram matrix (the
 batch Gram product split into clean and noisy rows, in the probe's ``gram`` precision), tail
-fractions from the top-d* coordinates (float32 off the head's tap) and |f - m_y|^2 from the
-features, class-major scoring (same counts).
+fractions from the top-d* coordinates of f - m_y (float64; on the head's tap from its float64
+projection) and |f - m_y|^2 from the features, class-major scoring (same counts).
 Stated tolerances (also in benchmarks/README.md, "The shared probe pass"):
 
 * counts (accuracies at every d, d*, noise-dominated count): equal, or an accuracy moved by one

@@ -9,13 +9,17 @@ the original head on truncated features) for every d of the grid; d* and the hea
 chosen when validation ends. Clean-test batches are scored for every grid d
 (``eval_grid="all"``) or only at the report grid (``eval_grid="report"``:
 ``linear_probe.report_grid``, which holds d* and the head's d*) from segment sums
-(``linear_probe.grid_correct``). The tail fractions of segregation need the spectrum and the
-training features again: the training activations are kept (float32) when they fit in
-``cache_mb``, else streamed a second time. That second training pass also measures, on the tap
-the head reads, the truncated-fit curves (accuracy against observed labels of clean / noisy
-training samples when the head reads the top-d projection, at the test grid's d values) and
-the tail margin share at the head's d* (``noisescope.evidence.tail``); the tail fractions are
-taken at d* only with the report grid, at every grid d with ``"all"``.
+(``linear_probe.grid_correct``). Segregation's noise shares come from the noisy samples' second
+moment, summed in the training pass beside the Gram matrix (``FeatureStats(noisy_second_moment=
+True)``: each batch's Gram product split into its clean and its noisy rows). Its tail fractions
+need the spectrum and the training features again: the training activations are kept (float32)
+when they fit in ``cache_mb``, else streamed a second time; off the head's tap that pass
+projects f - m_y onto the top d* components only (float64). On the tap the head reads it
+projects onto every component (float64) and also measures the truncated-fit curves
+(accuracy against observed labels of clean / noisy training samples when the head reads the
+top-d projection, at the test grid's d values) and the tail margin share at the head's d*
+(``noisescope.evidence.tail``); the tail fractions are taken at d* only with the report grid,
+at every grid d with ``"all"``.
 
 ``model=None`` analyses the raw inputs (flattened) as a single tap named ``"input"``: the
 reference a repaired network has to beat.
@@ -350,7 +354,7 @@ class SpectralReducer:
                     res.head, grid, scorer=cumulative_correct if grid is res.d_grid else grid_correct)
                 if res.head_d_star is not None:
                     margin[n] = TailMarginAccumulator(int(res.head_d_star))
-            else:  # elsewhere only the top max(tail_grid) coordinates
+            else:  # elsewhere only the top max(tail_grid) coordinates, from f - m_y in float64
                 acc[n] = TailFractionAccumulator(res.spectrum, means, res.tail_grid)
         if self._cache is not None:
             batches = iter(self._cache)
@@ -370,9 +374,9 @@ class SpectralReducer:
                 if n in fit:
                     z = res.spectrum.project(acts[n], None, torch.float64)
                     self._fit_batch(res, acts[n], y_obs, data.noise_mask[sl], fit[n], margin.get(n), z)
-                else:
-                    z = res.spectrum.project(acts[n], acc[n].d_max, self.projection_dtype)
-                acc[n].update(acts[n], y_obs, y_true, z=z)
+                    acc[n].update(acts[n], y_obs, y_true, z=z)
+                else:  # (f - m_y) V_d: the accumulator projects the deviations it needs anyway
+                    acc[n].update(acts[n], y_obs, y_true)
         for n, res in self.out.items():
             res.tail_clean, res.tail_noisy = acc[n].result()
             if n in fit:

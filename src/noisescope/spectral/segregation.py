@@ -70,7 +70,8 @@ class TailFractionAccumulator:
         self.mean = spectrum.mean
         self.means = clean_means.to(self.v.device, torch.float64)
         self.d_max = int(np.max(d_grid))  # only the first d_max coordinates enter a tail fraction
-        self.z_means = (self.means - self.mean) @ self.v[:, :self.d_max]  # (C, d_max) class means' coordinates
+        self.v_top = self.v[:, :self.d_max].contiguous()  # (D, d_max)
+        self.z_means = (self.means - self.mean) @ self.v_top  # (C, d_max) class means' coordinates
         self.idx = torch.as_tensor(np.asarray(d_grid) - 1, device=self.v.device)
         g = len(d_grid)
         self.sum_clean = torch.zeros(g, dtype=torch.float64, device=self.v.device)
@@ -92,7 +93,7 @@ class TailFractionAccumulator:
             raise ValueError(f"z has {z.shape[1]} coordinates; the d grid needs {k}")
         delta = feats.to(dev, torch.float64) - self.means[t]
         norm2 = (delta * delta).sum(1)
-        coords = delta @ self.v[:, :k] if z is None else z[:, :k].to(dev, torch.float64) - self.z_means[t]
+        coords = delta @ self.v_top if z is None else z[:, :k].to(dev, torch.float64) - self.z_means[t]
         sq = coords.square_()
         keep = norm2 > 0  # a sample sitting on its class mean has no tail fraction
         inv = torch.where(keep, 1.0 / norm2.clamp_min(1e-300), 0.0)

@@ -117,8 +117,8 @@ class FeatureStats:
         self._s2: torch.Tensor | None = None  # (D, D) sum of (f - shift)(f - shift)^T, less _noisy_s2
         self._obs_sum: torch.Tensor | None = None  # (C, D) by observed label
         self._obs_n: torch.Tensor | None = None  # (C,)
-        self._clean_sum: torch.Tensor | None = None  # (C, D) clean samples by true label
-        self._clean_n: torch.Tensor | None = None
+        self._noisy_true_sum: torch.Tensor | None = None  # (C, D) noisy samples by true label
+        self._noisy_true_n: torch.Tensor | None = None
         self._true_sum: torch.Tensor | None = None  # (C, D) all samples by true label
         self._true_n: torch.Tensor | None = None
         self._noisy_s1: torch.Tensor | None = None  # (D,)
@@ -139,7 +139,7 @@ class FeatureStats:
             z = lambda: torch.zeros(c, d, dtype=torch.float64, device=dev)  # noqa: E731
             zn = lambda: torch.zeros(c, dtype=torch.float64, device=dev)  # noqa: E731
             self._obs_sum, self._obs_n = z(), zn()
-            self._clean_sum, self._clean_n = z(), zn()
+            self._noisy_true_sum, self._noisy_true_n = z(), zn()
             self._true_sum, self._true_n = z(), zn()
         self._noisy_s1 = torch.zeros(d, dtype=torch.float64, device=dev)
         if self.noisy_second_moment:
@@ -192,28 +192,26 @@ class FeatureStats:
         self._true_sum.index_add_(0, t, x)
         self._true_n.index_add_(0, t, ones)
         if y is None:  # no noise mask: every sample counts as clean
-            self._clean_sum.index_add_(0, t, x)
-            self._clean_n.index_add_(0, t, ones)
             self._add_gram(self._s2, x)
             return
-        # one gather puts the clean rows first and the noisy rows last: the clean class sums, the
-        # noisy first moment and (noisy_second_moment) the Gram matrix as the clean rows' product
-        # into _s2 plus the noisy rows' into _noisy_s2 (their sum is the Gram matrix, _gram), so
-        # the noisy moment costs no product of its own
+        # the noisy rows, gathered once: the noisy first moment, the noisy class sums (the clean
+        # ones are the true-label sums less these, at read-out) and, with noisy_second_moment,
+        # the Gram matrix as the clean rows' product into _s2 plus the noisy rows' into
+        # _noisy_s2 (their sum is the Gram matrix, _gram): the noisy moment costs no product
         noisy = y != t
-        order = torch.argsort(noisy.to(torch.uint8), stable=True)
-        nc = b - int(noisy.sum())
-        xo, to = x.index_select(0, order), t.index_select(0, order)
-        self._clean_sum.index_add_(0, to[:nc], xo[:nc])
-        self._clean_n.index_add_(0, to[:nc], ones[:nc])
-        self._noisy_n += b - nc
-        self._noisy_s1 += xo[nc:].sum(0)
+        xn, tn = x[noisy], t[noisy]
+        self._noisy_true_sum.index_add_(0, tn, xn)
+        self._noisy_true_n.index_add_(0, tn, ones[: len(tn)])
+        self._noisy_n += len(xn)
+        self._noisy_s1 += xn.sum(0)
         if self._noisy_s2 is None:
             self._add_gram(self._s2, x)
+        elif self.gram_dtype == torch.float64:
+            self._add_gram(self._s2, x[~noisy])
+            self._add_gram(self._noisy_s2, xn)
         else:
-            xg = xo if self.gram_dtype == torch.float64 else xo.to(self.gram_dtype)
-            self._add_gram(self._s2, xg[:nc])
-            self._add_gram(self._noisy_s2, xg[nc:])
+            self._add_gram(self._s2, x.to(self.gram_dtype)[~noisy])
+            self._add_gram(self._noisy_s2, xn.to(self.gram_dtype))
 
     def _add_gram(self, acc: torch.Tensor, x: torch.Tensor) -> None:
         """acc += x^T x, the product in ``gram_dtype``, the running sum in float64 (``x`` in
@@ -272,12 +270,14 @@ class FeatureStats:
 
         A class with no clean sample falls back to the mean of all its samples (true label).
         """
-        s = self._need_classes("clean_class_means", self._clean_sum)
+        true_sum = self._need_classes("clean_class_means", self._true_sum)
         if float(self._true_n.sum()) != self.n:
             raise ValueError("true_labels were not given for every batch passed to update()")
+        s = true_sum - self._noisy_true_sum  # the clean samples' sums by true label
+        n_clean = self._true_n - self._noisy_true_n
         out = torch.empty_like(s)
-        has = self._clean_n > 0
-        out[has] = s[has] / self._clean_n[has, None]
+        has = n_clean > 0
+        out[has] = s[has] / n_clean[has, None]
         rest = ~has & (self._true_n > 0)
         out[rest] = self._true_sum[rest] / self._true_n[rest, None]
         out[~has & ~rest] = 0.0
