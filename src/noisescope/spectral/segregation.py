@@ -39,10 +39,10 @@ def noise_share(stats: FeatureStats, spectrum: Spectrum) -> torch.Tensor:
     """(D,) float64 rho_k = v_k' S_noisy v_k / (N lambda_k) (= sum_{noisy i} z_ik^2 / sum_i z_ik^2);
     0 where the component has no variance (see :func:`resolved`). One (D, D) x (D, D) product.
 
-    ``stats`` needs ``noisy_second_moment=True`` and both label kinds in ``update``. With
-    float32 Gram products (``gram_dtype``) S_noisy and the covariance are rounded alike (the
-    noisy rows' product is part of the batch's Gram matrix), so a component of variance
-    lambda_k moves by ~1e-7 lambda_1 / lambda_k, as its eigenvalue does.
+    ``stats`` needs ``noisy_second_moment=True`` and both label kinds in ``update``. S_noisy is
+    summed in float64 whatever ``gram_dtype`` is (it is part of the Gram matrix: the noisy rows'
+    product), so with float32 products only the clean rows' part of the covariance, and
+    through it v_k and lambda_k, carries single-precision rounding.
     """
     s_noisy = stats.noisy_centered_second_moment()
     v = spectrum.eigvecs

@@ -83,8 +83,8 @@ class FeatureStats:
         device: where the sums live (default: the first batch's device).
         noisy_second_moment: also accumulate the (D, D) second moment of the noisy samples
             (the per-component noise share). With both label kinds in :meth:`update`, each
-            batch's Gram product is taken as the clean rows' plus the noisy rows' (in
-            ``gram_dtype`` both), so it costs no extra product, only a (D, D) addition.
+            batch's Gram product is taken as the clean rows' (in ``gram_dtype``) plus the noisy
+            rows' (always float64), so the noisy moment costs no product of its own.
         gram_dtype: precision of each batch's (D, D) Gram product of the shift-centred
             features. ``torch.float32`` (about 2x faster on a CPU) rounds each batch's product
             once to single precision (relative error ~1e-7 of the batch's largest entries)
@@ -206,24 +206,26 @@ class FeatureStats:
         self._noisy_s1 += xn.sum(0)
         if self._noisy_s2 is None:
             self._add_gram(self._s2, x)
-        elif self.gram_dtype == torch.float64:
-            self._add_gram(self._s2, x[~noisy])
-            self._add_gram(self._noisy_s2, xn)
         else:
-            self._add_gram(self._s2, x.to(self.gram_dtype)[~noisy])
-            self._add_gram(self._noisy_s2, xn.to(self.gram_dtype))
+            self._add_gram(self._s2, x[~noisy] if self.gram_dtype == torch.float64
+                           else x.to(self.gram_dtype)[~noisy])
+            # always float64: a float32 product's rounding, ~1e-7 of the largest entries, is first
+            # order in v_k' S_noisy v_k and swamped the shares of small components (the demo's
+            # first tap: 17 noise-dominated components at epoch 50 against 5 in float64)
+            self._add_gram(self._noisy_s2, xn, torch.float64)
 
-    def _add_gram(self, acc: torch.Tensor, x: torch.Tensor) -> None:
-        """acc += x^T x, the product in ``gram_dtype``, the running sum in float64 (``x`` in
-        float64, or already cast to ``gram_dtype``)."""
+    def _add_gram(self, acc: torch.Tensor, x: torch.Tensor, dtype: torch.dtype | None = None) -> None:
+        """acc += x^T x, the product in ``dtype`` (default ``gram_dtype``), the running sum in
+        float64 (``x`` in float64, or already cast to ``dtype``)."""
         if not len(x):
             return
+        dtype = self.gram_dtype if dtype is None else dtype
         if self.gram_dtype == torch.float64:
             acc.addmm_(x.T, x)
             return
         # the upper block rows only, mirrored: about 5/8 of the products of xs^T xs, the same
         # entries (each is one dot product over the batch either way)
-        xs = x.to(self.gram_dtype)
+        xs = x.to(dtype)
         d = xs.shape[1]
         step = -(-d // 4)
         for a in range(0, d, step):
