@@ -319,7 +319,8 @@ def test_cli_sweep_and_sweeps(tmp_path):
     assert "noise.rate (2) x model.options.widths (2)" in " ".join(out.split())
     out = assert_fits(["sweeps", str(tmp_path / "s")])
     assert out.count(" done ") == 4 and "[24,24]" in out
-    dd = [line.split()[-1] for line in out.splitlines() if line.split()[:1] and len(line.split()[0]) == 10]
+    dd = [line.split()[-1] for line in out.splitlines()
+          if line.split()[:1] and all(c in "0123456789abcdef" for c in line.split()[0]) and len(line.split()[0]) == 10]
     assert dd == ["no"] * 4  # double descent as a word, never "False"
     out = assert_fits(["runs", str(tmp_path / "s" / "runs")])  # `noisescope runs` lists the same runs
     assert out.count(" done ") == 4 and out.count("symmetric 0.1") == 2 and "False" not in out
