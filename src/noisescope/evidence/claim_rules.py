@@ -28,7 +28,8 @@ CLAIM_RULES: dict[str, str] = {
     ),
     "double_descent": (
         "Read on the clean test loss (as Kubo et al. do), with the test error beside it. Each curve is smoothed "
-        "over 5 probe points; a double descent is a minimum, a later peak and a later second minimum. The first "
+        "over 5 probe points; a double descent is a minimum, a later peak and a later second minimum, and the "
+        "curve stays below the peak by as much to its last point (the second descent holds). The first "
         "descent, from the untrained model's value to the first minimum, is judged like the dips. A dip is "
         "clear when it reaches both 0.03 and 2 standard errors (from the spread of the per-sample loss, or the "
         "binomial error), noise when it is within 1 standard error, unclear in between. Supported when the loss "
@@ -129,7 +130,7 @@ CLAIM_RULES: dict[str, str] = {
 CHECKED_AGAINST: dict[str, str] = {
     "clean_before_noisy": "df29615873d6",
     "test_error_rises": "fe04d1dd3196",
-    "double_descent": "5a31b20c75b1",
+    "double_descent": "ba31bbdd0352",
     "separation_outward": "56f56bbb4403",
     "large_activation": "e6f977837ee8",
     "test_alignment": "58cc7bdcffee",

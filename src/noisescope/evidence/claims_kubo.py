@@ -115,7 +115,8 @@ def claim_double_descent(metrics: pd.DataFrame, memorized_level: float = MEMORIZ
     probe points; a dip is clear when it reaches max(``threshold`` (0.03), 2 SE), noise at
     <= 1 SE, SE of the dip from the per-point standard errors: loss_sd / sqrt(n) for the loss,
     the binomial one for the error; the first descent, from the untrained model's value to the
-    first minimum, is judged like the dips). Supported when the loss curve's double descent is clear;
+    first minimum, and the fall from the peak to the last point (the second descent must hold)
+    are judged like the dips). Supported when the loss curve's double descent is clear;
     inconclusive when it is unclear; when it is absent: not supported if the training labels
     were fitted by the final epoch (noisy training accuracy against observed labels >=
     ``memorized_level`` (0.9); a run without noisy labels: training accuracy >= that level) or

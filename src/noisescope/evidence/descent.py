@@ -5,7 +5,10 @@ A double descent is a minimum, a later peak and a later minimum. On the curve sm
 centred moving average over ``smooth`` probe points, every interior point j is a candidate
 peak with i = argmin before it and k = argmin after it; rise = v_j - v_i, fall = v_j - v_k.
 The reported triple is the one with the largest min(rise, fall) (with ``first_descent``, the
-largest min(drop, rise, fall), drop = v_0 - v_i from the untrained model's value v_0).
+largest min(drop, rise, fall), drop = v_0 - v_i from the untrained model's value v_0). With
+``hold``, the second descent must last: the fall to the curve's last point, end_fall = v_j -
+v_end, must qualify as well (a dip inside a plateau that later climbs past the peak, as a test
+loss does when the memorizing network grows overconfident, is not a re-generalization).
 
 Uncertainty: each probe point carries a standard error se_t (test error: the binomial
 sqrt(p (1 - p) / n); test loss: the per-sample cross-entropy's standard deviation / sqrt(n)).
@@ -56,6 +59,7 @@ def descent_triple(
     threshold: float = 0.0,
     z: float = 0.0,
     first_descent: bool = False,
+    hold: bool = False,
 ) -> dict[str, float] | None:
     """The best (first minimum, peak, second minimum) of a curve (module docstring).
 
@@ -70,12 +74,14 @@ def descent_triple(
         first_descent: the curve must first descend: the first point (the untrained model)
             stays out of the smoothing, the first minimum comes after it, and when gated the
             drop from it (``drop``) must qualify like the other two dips.
+        hold: when gated, the fall from the peak to the last point (``end_fall``) must
+            qualify too: the second descent lasts to the end of training.
 
     Returns:
         None (fewer than 3 points, or no qualifying triple), or {"first_min_epoch",
-        "peak_epoch", "second_min_epoch", "first_min", "peak", "second_min", "rise", "fall",
-        "rise_se", "fall_se"}: smoothed values, the dips and their standard errors (0 when
-        ``se`` is None).
+        "peak_epoch", "second_min_epoch", "first_min", "peak", "second_min", "end", "rise",
+        "fall", "end_fall", "rise_se", "fall_se", "end_fall_se"}: smoothed values, the dips
+        and their standard errors (0 when ``se`` is None).
     """
     e = np.asarray(epochs)
     v = np.asarray(values, dtype=float)
@@ -101,7 +107,8 @@ def descent_triple(
         rise, fall, drop = v[j] - v[i], v[j] - v[k], v[0] - v[i]
         if gated and not (rise >= max(threshold, z * _se_diff(s, i, j))
                           and fall >= max(threshold, z * _se_diff(s, j, k))
-                          and (not first_descent or drop >= max(threshold, z * _se_diff(s, 0, i)))):
+                          and (not first_descent or drop >= max(threshold, z * _se_diff(s, 0, i)))
+                          and (not hold or v[j] - v[-1] >= max(threshold, z * _se_diff(s, j, n - 1)))):
             continue
         score = min(rise, fall, drop) if first_descent else min(rise, fall)
         if best is None or score > best[0]:
@@ -111,8 +118,9 @@ def descent_triple(
     _, i, j, k = best
     return {"first_min_epoch": int(e[i]), "peak_epoch": int(e[j]), "second_min_epoch": int(e[k]),
             "start": float(v[0]), "first_min": float(v[i]), "peak": float(v[j]), "second_min": float(v[k]),
-            "drop": float(v[0] - v[i]), "rise": float(v[j] - v[i]), "fall": float(v[j] - v[k]),
-            "drop_se": _se_diff(s, 0, i), "rise_se": _se_diff(s, i, j), "fall_se": _se_diff(s, j, k)}
+            "end": float(v[-1]), "drop": float(v[0] - v[i]), "rise": float(v[j] - v[i]),
+            "fall": float(v[j] - v[k]), "end_fall": float(v[j] - v[-1]), "drop_se": _se_diff(s, 0, i),
+            "rise_se": _se_diff(s, i, j), "fall_se": _se_diff(s, j, k), "end_fall_se": _se_diff(s, j, n - 1)}
 
 
 def read_descent(
@@ -126,14 +134,15 @@ def read_descent(
 ) -> dict:
     """Double descent on one curve with its band: the status and the triple behind it.
 
-    Rule, on the best triple of :func:`descent_triple` with ``first_descent=True`` (the curve
-    descends from the untrained model's value to the first minimum, rises to the peak and
-    descends to the second minimum: three moves, drop, rise and fall):
+    Rule, on the best triple of :func:`descent_triple` with ``first_descent=True`` and
+    ``hold=True`` (the curve descends from the untrained model's value to the first minimum,
+    rises to the peak and descends to the second minimum, and stays down to the last point:
+    four moves, drop, rise, fall and end_fall = peak - last point):
 
-    * ``"clear"``: all three reach max(``threshold``, ``z_clear`` SE) (2 SE), the SE of each
+    * ``"clear"``: all four reach max(``threshold``, ``z_clear`` SE) (2 SE), the SE of each
       move; the triple reported is the best among those that qualify;
     * ``"absent"``: no triple, or one of the best triple's moves is at most ``z_noise`` SE
-      (1 SE) of that move (no double descent beyond sampling noise);
+      (1 SE) of that move (no double descent beyond sampling noise, or one that did not last);
     * ``"unclear"``: in between (a move between 1 and 2 SE, or above 2 SE but under
       ``threshold``).
 
@@ -142,13 +151,13 @@ def read_descent(
         is none); ``gain`` = fall (the re-generalization gain, in the curve's units).
     """
     out: dict = {"threshold": float(threshold), "z_clear": float(z_clear), "z_noise": float(z_noise)}
-    clear = descent_triple(epochs, values, smooth, se, threshold, z_clear, first_descent=True)
+    clear = descent_triple(epochs, values, smooth, se, threshold, z_clear, first_descent=True, hold=True)
     if clear is not None:
         return {"status": CLEAR, **out, **clear, "gain": clear["fall"]}
     best = descent_triple(epochs, values, smooth, se, first_descent=True)
     if best is None:
         return {"status": ABSENT, **out}
-    noise = any(best[m] <= z_noise * best[f"{m}_se"] for m in ("drop", "rise", "fall"))
+    noise = any(best[m] <= z_noise * best[f"{m}_se"] for m in ("drop", "rise", "fall", "end_fall"))
     return {"status": ABSENT if noise else UNCLEAR, **out, **best, "gain": best["fall"]}
 
 

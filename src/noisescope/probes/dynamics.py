@@ -126,6 +126,7 @@ def detect_double_descent(
     z: float = 0.0,
     name: str = "error",
     first_descent: bool = False,
+    hold: bool = False,
 ) -> dict[str, float] | None:
     """Epoch-wise double descent: a minimum, a later peak, and a later minimum lower than the
     peak, both dips at least ``threshold`` (curve units, e.g. 0.03 = 3 points of error) below
@@ -142,9 +143,10 @@ def detect_double_descent(
         the smoothed curve, and gain = peak - second minimum (the re-generalization gain);
         with ``se`` also "drop", "rise", "drop_se", "rise_se", "fall_se". ``first_descent``:
         the curve must also descend from its first point (the untrained model) to the first
-        minimum by as much (``read_descent``'s rule).
+        minimum by as much; ``hold``: the fall from the peak to the last point must qualify
+        too (``read_descent``'s rule uses both).
     """
-    t = descent_triple(epochs, test_error, smooth, se, threshold, z, first_descent)
+    t = descent_triple(epochs, test_error, smooth, se, threshold, z, first_descent, hold)
     if t is None:
         return None
     out: dict[str, float] = {k: t[k] for k in ("first_min_epoch", "peak_epoch", "second_min_epoch")}
@@ -208,10 +210,10 @@ def summarize(metrics: pd.DataFrame, threshold: float = 0.03, smooth: int = 5) -
     curves = test_curves(metrics)
     if "error" in curves:
         e, v, se = curves["error"]
-        out["double_descent"] = detect_double_descent(e, v, threshold, smooth, se, Z_CLEAR, "error", True)
+        out["double_descent"] = detect_double_descent(e, v, threshold, smooth, se, Z_CLEAR, "error", True, True)
     else:  # no n rows: the fixed threshold alone
         out["double_descent"] = detect_double_descent(test.index.to_numpy(), 1 - test.to_numpy(), threshold, smooth)
     if "loss" in curves:
         e, v, se = curves["loss"]
-        out["double_descent_loss"] = detect_double_descent(e, v, threshold, smooth, se, Z_CLEAR, "loss", True)
+        out["double_descent_loss"] = detect_double_descent(e, v, threshold, smooth, se, Z_CLEAR, "loss", True, True)
     return out
