@@ -9,9 +9,8 @@ it got) and writes what docs/results/double_descent.md shows:
   re-generalization gain with its SE), the noisy-label fit at the end and at the second
   minimum (benign overfitting: >= 0.99), and the largest-activation ratio (max / median |a|,
   Kubo's "large activation") of the shallowest tap at early stopping and at the end;
-* ``--figure PATH``: test loss (solid) and noisy-label fit (dotted, right axis) against epoch
-  (log scale), one panel per (noise rate, arch), one colour per learning rate, seeds as
-  separate lines;
+* ``--figure PATH``: clean test loss and test error (solid) with the noisy-label fit (dotted,
+  right axis) against epoch (log scale), per (noise rate, arch), one colour per (lr, seed);
 * ``--activation-figure PATH``: for each run of one cell (``--cell arch,rate,lr``), the
   large-activation ratio of every tap against epoch, beside the test loss (re-generalization).
 
@@ -95,7 +94,8 @@ def table(rows: list[dict]) -> str:
 
 
 def plot_curves(rows: list[dict], path: Path) -> Path:
-    """Test loss and noisy-label fit per (noise rate, arch) panel; one colour per lr."""
+    """Clean test loss and test error (solid) with the noisy-label fit (dotted, right axis) per
+    (noise rate, arch): two rows of panels per noise rate, one colour per (lr, seed)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -103,33 +103,35 @@ def plot_curves(rows: list[dict], path: Path) -> Path:
 
     rates = sorted({r["rate"] for r in rows})
     archs = sorted({r["arch"] for r in rows})
-    lrs = sorted({r["lr"] for r in rows}, reverse=True)
-    colours = dict(zip(lrs, ("tab:blue", "tab:orange", "tab:green", "tab:red"), strict=False))
-    fig, axes = plt.subplots(len(rates), len(archs), figsize=(4.2 * len(archs), 3.2 * len(rates)),
+    styles = sorted({(r["lr"], r["seed"]) for r in rows}, key=lambda t: (-t[0], t[1]))
+    colours = dict(zip(styles, plt.rcParams["axes.prop_cycle"].by_key()["color"], strict=False))
+    fig, axes = plt.subplots(2 * len(rates), len(archs), figsize=(4.6 * len(archs), 2.9 * 2 * len(rates)),
                              squeeze=False, sharex=True)
     for i, rate in enumerate(rates):
         for j, arch in enumerate(archs):
-            ax = axes[i][j]
-            twin = ax.twinx()
-            for r in rows:
-                if (r["rate"], r["arch"]) != (rate, arch):
-                    continue
-                c = colours[r["lr"]]
-                x = r["loss"].index.to_numpy().clip(min=0.5)
-                ax.plot(x, r["loss"].to_numpy(), color=c, lw=1.4,
-                        label=f"lr {r['lr']:g}, seed {r['seed']}: {r['claim'].status}")
-                twin.plot(r["noisy"].index.to_numpy().clip(min=0.5), r["noisy"].to_numpy(), color=c, ls=":",
-                          lw=1.2)
-            ax.set_xscale("log")
-            ax.set_title(f"{arch}, {rate:.0%} symmetric noise", fontsize=10)
-            twin.set_ylim(0, 1.02)
-            if j == len(archs) - 1:
-                twin.set_ylabel("noisy-label fit (dotted)")
-            if j == 0:
-                ax.set_ylabel("clean test loss (nats)")
-            if i == len(rates) - 1:
-                ax.set_xlabel("epoch")
-            ax.legend(fontsize=7, loc="upper left")
+            for row, (what, label) in enumerate((("loss", "clean test loss (nats)"), ("error", "clean test error"))):
+                ax = axes[2 * i + row][j]
+                twin = ax.twinx()
+                for r in rows:
+                    if (r["rate"], r["arch"]) != (rate, arch):
+                        continue
+                    c = colours[(r["lr"], r["seed"])]
+                    curve_ = r[what]
+                    ax.plot(curve_.index.to_numpy().clip(min=0.5), curve_.to_numpy(), color=c, lw=1.3,
+                            label=f"lr {r['lr']:g}, seed {r['seed']}: {r['claim'].status}" if row == 0 else None)
+                    twin.plot(r["noisy"].index.to_numpy().clip(min=0.5), r["noisy"].to_numpy(), color=c, ls=":",
+                              lw=1.1)
+                ax.set_xscale("log")
+                twin.set_ylim(0, 1.02)
+                if j == len(archs) - 1:
+                    twin.set_ylabel("noisy-label fit (dotted)")
+                if j == 0:
+                    ax.set_ylabel(label)
+                if row == 0:
+                    ax.set_title(f"{arch}, {rate:.0%} symmetric noise", fontsize=10)
+                    ax.legend(fontsize=7, loc="upper left")
+                if 2 * i + row == 2 * len(rates) - 1:
+                    ax.set_xlabel("epoch")
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
