@@ -76,9 +76,9 @@ def _at(series: pd.Series, epoch: int | None) -> float:
 
 def table(rows: list[dict]) -> str:
     """The markdown table of the module docstring."""
-    head = ("| arch | width | noise | lr | seed | epochs | double descent | test loss: min -> peak -> min | "
-            "test error: min -> peak -> min | noisy fit end (at 2nd min) | large act. ratio, "
-            "shallowest tap: early stop / end |")
+    head = ("| arch | width | noise | lr | seed | last probe / planned epochs | double descent | "
+            "test loss: min -> peak -> min | test error: min -> peak -> min | noisy fit end (at 2nd min) | "
+            "large act. ratio, shallowest tap: early stop / end |")
     lines = [head, "|" + " --- |" * (head.count("|") - 1)]
     for r in sorted(rows, key=lambda r: (r["arch"], r["rate"], -r["lr"], r["seed"])):
         nums = r["claim"].numbers
