@@ -118,21 +118,27 @@ class TapAnalysis:
 
     def at(self, d: int, subset: str | None = None) -> int:
         """Position of d in ``grid(subset)`` (default: ``d_grid``)."""
-        grid = self.d_grid if subset is None else self.grid(subset)
-        pos = np.searchsorted(grid, d)
-        if pos >= len(grid) or grid[pos] != d:
-            raise ValueError(f"d={d} is not on this analysis's grid")
-        return int(pos)
+        return _position(self.d_grid if subset is None else self.grid(subset), d)
 
     def tail_at(self, d: int) -> tuple[float, float]:
         """(clean, noisy) mean tail fraction beyond d (d must be on ``tail_grid``)."""
         if self.tail_clean is None or self.tail_noisy is None:
             raise ValueError(f"tap {self.tap!r} has no tail fractions (segregation was off)")
-        grid = self.d_grid if self.tail_grid is None else self.tail_grid
-        pos = int(np.searchsorted(grid, d))
-        if pos >= len(grid) or grid[pos] != d:
-            raise ValueError(f"d={d} is not on the tail-fraction grid {grid.tolist()}")
+        pos = _position(self.d_grid if self.tail_grid is None else self.tail_grid, d)
         return float(self.tail_clean[pos]), float(self.tail_noisy[pos])
+
+
+def _position(grid: np.ndarray, d: int) -> int:
+    """Index of d in the sorted ``grid``; a ValueError naming the grid when d is not on it."""
+    pos = int(np.searchsorted(grid, d))
+    if pos >= len(grid) or grid[pos] != d:
+        raise ValueError(f"d={d} is not on the grid {np.asarray(grid).tolist()}")
+    return pos
+
+
+def _scorer(res: TapAnalysis, grid: np.ndarray) -> Callable[..., torch.Tensor]:
+    """Every-d cumulative scores on the analysis's own grid, segment sums on a sparser one."""
+    return cumulative_correct if grid is res.d_grid else grid_correct
 
 
 def select_taps(
@@ -267,8 +273,8 @@ class SpectralReducer:
         for n, res in self.out.items():
             readouts = [res.probe] if res.head is None else [res.probe, res.head]
             grid = res.grid(split)
-            scorer = cumulative_correct if grid is res.d_grid else grid_correct
-            counts = score_batch(res.spectrum, readouts, grid, acts[n], y[sl], self.projection_dtype, scorer)
+            counts = score_batch(res.spectrum, readouts, grid, acts[n], y[sl], self.projection_dtype,
+                                 _scorer(res, grid))
             res.probe_correct[split] += counts[0]
             if res.head is not None:
                 res.head_correct[split] += counts[1]
@@ -344,18 +350,15 @@ class SpectralReducer:
             # the training pass summed beside the Gram matrix (no training projection needed)
             res.noise_share = noise_share(self.stats[n], res.spectrum)
             res.tail_grid = np.array([res.d_star]) if self.eval_grid == "report" else res.d_grid
-            means = self.stats[n].clean_class_means()
+            acc[n] = TailFractionAccumulator(res.spectrum, self.stats[n].clean_class_means(), res.tail_grid)
             if res.head is not None:
                 # the head's tap: one float64 projection onto every component, shared by the tail
-                # fractions, the truncated fit (at the test grid) and the tail margin
-                acc[n] = TailFractionAccumulator(res.spectrum, means, res.tail_grid)
+                # fractions, the truncated fit (at the test grid) and the tail margin; elsewhere
+                # the accumulator projects f - m_y onto the top max(tail_grid) components only
                 grid = res.grid("test")
-                fit[n] = TruncatedFitAccumulator(
-                    res.head, grid, scorer=cumulative_correct if grid is res.d_grid else grid_correct)
+                fit[n] = TruncatedFitAccumulator(res.head, grid, scorer=_scorer(res, grid))
                 if res.head_d_star is not None:
                     margin[n] = TailMarginAccumulator(int(res.head_d_star))
-            else:  # elsewhere only the top max(tail_grid) coordinates, from f - m_y in float64
-                acc[n] = TailFractionAccumulator(res.spectrum, means, res.tail_grid)
         if self._cache is not None:
             batches = iter(self._cache)
         elif self.model is None:

@@ -21,16 +21,20 @@ def _lam(eigvals: torch.Tensor | np.ndarray) -> torch.Tensor:
     return lam.clamp_min(0.0)
 
 
+def _shares(lam: torch.Tensor) -> torch.Tensor | None:
+    """The nonzero p_k = lambda_k / sum(lambda); None for an all-zero spectrum."""
+    total = lam.sum()
+    if total <= 0:
+        return None
+    p = lam / total
+    return p[p > 0]
+
+
 def effective_rank(eigvals: torch.Tensor | np.ndarray) -> float:
     """exp(-sum_k p_k log p_k) with p_k = lambda_k / sum(lambda) (Roy & Vetterli on the
     covariance eigenvalues). Between 1 and D; D for an isotropic spectrum."""
-    lam = _lam(eigvals)
-    total = lam.sum()
-    if total <= 0:
-        return 0.0
-    p = lam / total
-    p = p[p > 0]
-    return float(torch.exp(-(p * p.log()).sum()))
+    p = _shares(_lam(eigvals))
+    return 0.0 if p is None else float(torch.exp(-(p * p.log()).sum()))
 
 
 def participation_ratio(eigvals: torch.Tensor | np.ndarray) -> float:
@@ -60,11 +64,8 @@ def effective_rank_rel_se(eigvals: torch.Tensor | np.ndarray, n: int) -> float:
     than Gaussian have a larger error; the band built on it is a floor. NaN when n < 2 or the
     spectrum is all zero.
     """
-    lam = _lam(eigvals)
-    total = lam.sum()
-    if total <= 0 or n < 2:
+    p = _shares(_lam(eigvals))
+    if p is None or n < 2:
         return float("nan")
-    p = lam / total
-    p = p[p > 0]
     h = -(p * p.log()).sum()
     return float(torch.sqrt(2.0 / n * (p.square() * (p.log() + h).square()).sum()))
